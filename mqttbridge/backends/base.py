@@ -1,0 +1,72 @@
+"""The interface every vendor backend implements: the bridge speaks only this."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
+from mqttbridge.statestore import StateStore
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard one vendor call tries. The defaults follow bimmer_connected's 5 tries on 500s;
+    interactive commands (``mqttbridge status``) pass fewer so a dead server is reported quickly."""
+
+    attempts: int = 5
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    #: a 429 asking to wait longer than this is raised at once, for the scheduler to back off
+    max_retry_after: float = 60.0
+
+
+class Backend(ABC):
+    """One account at one vendor. Methods block (HTTP); callers run them off the MQTT thread.
+
+    Errors are raised as ``mqttbridge.errors.BackendError`` subclasses, never as a library's own
+    exceptions, so the bridge decides by class what to retry, report or give up on.
+    """
+
+    provider: ClassVar[str]
+
+    def __init__(
+        self,
+        account: Any,
+        store: StateStore,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        policy: RetryPolicy | None = None,
+    ):
+        self.account = account
+        self.store = store
+        self.sleep = sleep
+        self.clock = clock
+        self.policy = policy or RetryPolicy()
+
+    @abstractmethod
+    def list_vehicles(self) -> list[VehicleInfo]:
+        """The account's cars with what each supports."""
+
+    @abstractmethod
+    def read_status(self, vehicle: VehicleInfo) -> VehicleStatus:
+        """One status read, normalised to the contract's field names."""
+
+    @abstractmethod
+    def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:
+        """One of ``model.DATASETS`` the vehicle supports; ``UnsupportedError`` otherwise."""
+
+    @abstractmethod
+    def execute(self, vehicle: VehicleInfo, request: CommandRequest) -> ExecutionUpdate:
+        """Send a command once. Raises ``CommandOutcomeUnknown`` when it may have arrived unanswered."""
+
+    @abstractmethod
+    def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
+        """Where the execution ``started`` (as ``execute`` returned it) stands now."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""

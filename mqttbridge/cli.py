@@ -1,0 +1,244 @@
+"""The ``mqttbridge`` command line (CONTRACT section 1).
+
+Exit codes: 0 success, 2 bad usage or invalid configuration, 1 any other failure. A user's mistake
+gets a message that says what was wrong and what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mqttbridge import __version__
+from mqttbridge.errors import ApiGoneError, AuthError, ConfigError, ConnectionFailed, MqttBridgeError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(MqttBridgeError):
+    """Bad usage: exit code 2."""
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    path = args.config or os.environ.get("MQTTBRIDGE_CONFIG")
+    if not path:
+        raise UsageError("no configuration file: give -c FILE or set MQTTBRIDGE_CONFIG")
+    return Path(path)
+
+
+def _load(args: argparse.Namespace):
+    from mqttbridge.config import load_config
+    from mqttbridge.logsetup import register_secret, setup_logging
+
+    config = load_config(_config_path(args))
+    for secret in config.secrets():
+        register_secret(secret)
+    setup_logging(args.log_level or config.log_level)
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    return config
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from mqttbridge.config import load_config
+
+    path = _config_path(args)
+    config = load_config(path)
+    print(f"{path}: valid")
+    for line in config.summary():
+        print(f"  {line}")
+    for warning in config.warnings:
+        print(f"warning: {warning}")
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from mqttbridge.logsetup import setup_logging
+    from mqttbridge.simulator import SimulatorServer, build_vehicles
+
+    setup_logging(args.log_level or "INFO")
+    if args.vehicles is not None and args.vehicles < 1:
+        raise UsageError("--vehicles must be at least 1")
+    if args.execution_step < 0:
+        raise UsageError("--execution-step must be >= 0 seconds")
+    vehicles = build_vehicles([Path(d) for d in args.vehicle_dir or []], args.vehicles)
+    try:
+        server = SimulatorServer(vehicles, host=args.host, port=args.port, execution_step=args.execution_step)
+    except OSError as exc:
+        raise MqttBridgeError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port"
+        ) from None
+    _stop_on_signals()
+    print(f"listening on {server.url}", flush=True)
+    for vehicle in vehicles:
+        log.info("serving %s (%s)", vehicle.vin, vehicle.entry.get("model"))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return EXIT_OK
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM ends like Ctrl-C does: cleanly, exit 0."""
+
+    def interrupt(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _backends(config):
+    from mqttbridge.backends import create_backend
+    from mqttbridge.backends.base import RetryPolicy
+    from mqttbridge.statestore import StateStore
+
+    store = StateStore(config.state_dir)
+    interactive = RetryPolicy(attempts=3, backoff_max=5.0, max_retry_after=10.0)
+    for account in config.accounts:
+        yield account, create_backend(account, store, policy=interactive)
+
+
+def cmd_vehicles(args: argparse.Namespace) -> int:
+    config = _load(args)
+    for account, backend in _backends(config):
+        with _closing(backend):
+            vehicles = backend.list_vehicles()
+        print(f"account {account.name} ({account.provider}): {len(vehicles)} vehicle(s)")
+        for vehicle in vehicles:
+            commands = " ".join(
+                f"{name}({','.join(sorted(actions))})" for name, actions in sorted(vehicle.commands.items())
+            )
+            print(f"  {vehicle.vin}  {vehicle.brand} {vehicle.model}  {vehicle.drive_train.value}")
+            print(f"    commands: {commands}")
+            print(f"    data sets: {', '.join(sorted(vehicle.datasets)) or 'none'}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _load(args)
+    wanted = args.vehicle.strip()
+    configured = [
+        (account, vehicle)
+        for account in config.accounts
+        for vehicle in account.vehicles
+        if wanted.lower() in (vehicle.vin.lower(), vehicle.name.lower())
+    ]
+    for account, backend in _backends(config):
+        with _closing(backend):
+            if configured and configured[0][0] is not account:
+                continue
+            if not configured and account.vehicles:
+                continue  # only the listed vehicles of such an account are bridged
+            target = configured[0][1].vin if configured else wanted
+            for vehicle in backend.list_vehicles():
+                if vehicle.vin.lower() == target.lower():
+                    status = backend.read_status(vehicle)
+                    print(json.dumps(status.to_state(), indent=2, sort_keys=True, ensure_ascii=False))
+                    return EXIT_OK
+            if configured:
+                raise MqttBridgeError(
+                    f"account {account.name} does not list the configured vehicle {target}; "
+                    f"`mqttbridge vehicles -c {_config_path(args)}` shows what it has"
+                )
+    raise UsageError(
+        f"no vehicle {wanted!r} in the configuration or the accounts' vehicle lists; "
+        f"`mqttbridge vehicles -c {_config_path(args)}` lists them"
+    )
+
+
+class _closing:
+    def __init__(self, backend):
+        self.backend = backend
+
+    def __enter__(self):
+        return self.backend
+
+    def __exit__(self, *_exc: object) -> None:
+        self.backend.close()
+
+
+# --- parser and entry point ------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mqttbridge", description="Cars to MQTT, with Home Assistant discovery."
+    )
+    parser.add_argument("--version", action="version", version=f"mqttbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("-c", "--config", help="configuration file (default: $MQTTBRIDGE_CONFIG)")
+        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                       help="overrides log_level of the configuration")
+        return p
+
+    p = with_config(sub.add_parser("check-config", help="validate the configuration without any network"))
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("simulate", help="run the built-in vendor simulator (legacy BMW API)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
+    p.add_argument("--vehicles", type=int, metavar="N", help="serve N demo vehicles")
+    p.add_argument("--vehicle-dir", action="append", metavar="DIR",
+                   help="serve a car from captures laid out as shared/fixtures/bmw_legacy/<model>/ (repeatable)")
+    p.add_argument("--execution-step", type=float, default=1.0, metavar="S",
+                   help="seconds per remote-service status step (default 1)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    p.set_defaults(func=cmd_simulate)
+
+    p = with_config(sub.add_parser("vehicles", help="log in and list each account's vehicles"))
+    p.set_defaults(func=cmd_vehicles)
+
+    p = with_config(sub.add_parser("status", help="one fetch of one vehicle, printed as <root>/state JSON"))
+    p.add_argument("vehicle", metavar="VEHICLE", help="VIN or configured name")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def _hint(exc: MqttBridgeError) -> str:
+    if isinstance(exc, ConnectionFailed):
+        return " (is the server reachable? check the account's region or base_url)"
+    if isinstance(exc, AuthError):
+        return " (check the account's username, password, api_key and api_secret)"
+    if isinstance(exc, ApiGoneError):
+        return " (use the simulator, or another provider)"
+    return ""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        source = getattr(args, "config", None) or os.environ.get("MQTTBRIDGE_CONFIG") or "configuration"
+        print(f"{source}: invalid configuration", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"mqttbridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MqttBridgeError as exc:
+        from mqttbridge.logsetup import redact
+
+        print(f"mqttbridge: error: {redact(str(exc))}{_hint(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_OK
