@@ -23,12 +23,14 @@ class StateStore:
         self.root = Path(root)
 
     def _ensure_dir(self, folder: Path) -> None:
+        """The root and every folder below it that we create are 0700."""
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if folder == self.root or self.root in folder.parents:
+        chain = [folder, *folder.parents]
+        for part in chain[: chain.index(self.root) + 1] if self.root in chain else [folder]:
             try:
-                os.chmod(folder, 0o700)
+                os.chmod(part, 0o700)
             except OSError as exc:  # pragma: no cover - e.g. a folder owned by another user
-                log.warning("cannot set mode 0700 on %s: %s", folder, exc.strerror)
+                log.warning("cannot set mode 0700 on %s: %s", part, exc.strerror)
 
     def path(self, name: str) -> Path:
         return self.root / name

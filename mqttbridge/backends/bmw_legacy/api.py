@@ -146,9 +146,9 @@ class _Wait:
     """tenacity wait: the vendor's Retry-After when it gave one, else exponential back-off with jitter."""
 
     def __init__(self, policy: RetryPolicy):
-        self._backoff = tenacity.wait_exponential_jitter(
-            initial=policy.backoff_initial, max=policy.backoff_max, jitter=policy.backoff_initial
-        )
+        self._backoff = tenacity.wait_exponential(
+            multiplier=policy.backoff_initial, max=policy.backoff_max
+        ) + tenacity.wait_random(0, policy.backoff_initial)
 
     def __call__(self, state: tenacity.RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -245,12 +245,9 @@ class BmwApi:
         }
         what = f"login to {self.server}{self.token_path}"
 
-        def attempt() -> requests.Response:
-            return self._send("POST", self.server + self.token_path, what,
-                              headers={"Authorization": f"Basic {basic}"}, data=form)
-
-        try:
-            response = self._retrying(idempotent=True)(attempt)
+        try:  # no retry loop of its own: the request that needed the token retries as a whole
+            response = self._send("POST", self.server + self.token_path, what,
+                                  headers={"Authorization": f"Basic {basic}"}, data=form)
         except AuthError as exc:
             self._refused(exc)
             raise
@@ -357,19 +354,22 @@ class BmwApi:
         return self._json(response, what)
 
     def post_command(self, path: str, what: str, form: Mapping[str, str]) -> Any:
-        """A command POST, on a fresh connection: a stale pooled one would turn a refusal into doubt."""
-        with requests.Session() as fresh:
-            try:
-                response = self._retrying(idempotent=False)(
-                    self._authorised, "POST", path, what, data=dict(form), session=fresh,
-                    headers={"Connection": "close"},
-                )
-            except ConnectionFailed as exc:
-                if exc.sent:
-                    raise CommandOutcomeUnknown(
-                        f"{exc}; the command may have reached the vendor, so it is not sent again"
-                    ) from None
-                raise
+        """A command POST, each attempt on a new connection: a stale pooled one would turn a
+        harmless refusal into doubt about whether the car got the command."""
+
+        def attempt() -> requests.Response:
+            with requests.Session() as fresh:
+                return self._authorised("POST", path, what, data=dict(form), session=fresh,
+                                        headers={"Connection": "close"})
+
+        try:
+            response = self._retrying(idempotent=False)(attempt)
+        except ConnectionFailed as exc:
+            if exc.sent:
+                raise CommandOutcomeUnknown(
+                    f"{exc}; the command may have reached the vendor, so it is not sent again"
+                ) from None
+            raise
         return self._json(response, what)
 
     def close(self) -> None:
