@@ -74,12 +74,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.execution_step < 0:
         raise UsageError("--execution-step must be >= 0 seconds")
     vehicles = build_vehicles([Path(d) for d in args.vehicle_dir or []], args.vehicles)
-    try:
-        server = SimulatorServer(vehicles, host=args.host, port=args.port, execution_step=args.execution_step)
-    except OSError as exc:
-        raise MqttBridgeError(
-            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; choose another --port"
-        ) from None
+    server = SimulatorServer(vehicles, host=args.host, port=args.port, execution_step=args.execution_step)
     _stop_on_signals()
     print(f"listening on {server.url}", flush=True)
     for vehicle in vehicles:
