@@ -97,6 +97,51 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+def _serve(bridge) -> int:
+    """Run until SIGTERM or SIGINT, then stop cleanly (``offline`` published by hand)."""
+    import threading
+
+    done = threading.Event()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        done.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    bridge.start()
+    while not done.wait(1.0):
+        pass
+    log.info("stopping")
+    bridge.stop()
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from mqttbridge.bridge import Bridge
+
+    config = _load(args)
+    return _serve(Bridge(config))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mqttbridge.demo import demo_bridge
+
+    host, port = _broker(args.broker)
+    bridge, lines = demo_bridge(host, port, args.base_topic, log_level=args.log_level or "INFO")
+    for line in lines:
+        print(line, flush=True)
+    return _serve(bridge)
+
+
+def _broker(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, "1883"
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--broker must be HOST:PORT (got {text!r})")
+    return host, int(port)
+
+
 def _backends(config):
     from mqttbridge.backends import create_backend
     from mqttbridge.backends.base import RetryPolicy
@@ -182,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
                        help="overrides log_level of the configuration")
         return p
+
+    p = with_config(sub.add_parser("run", help="the bridge daemon, in the foreground"))
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="simulator + bridge with demo cars, no configuration needed")
+    p.add_argument("--broker", default="localhost:1883", metavar="HOST:PORT")
+    p.add_argument("--base-topic", default="car")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    p.set_defaults(func=cmd_demo)
 
     p = with_config(sub.add_parser("check-config", help="validate the configuration without any network"))
     p.set_defaults(func=cmd_check_config)

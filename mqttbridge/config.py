@@ -71,9 +71,21 @@ class HomeAssistantConfig:
 
 @dataclass(frozen=True)
 class PollConfig:
-    """How often an account's vehicles are read."""
+    """How often an account's vehicles are read, and when a vehicle counts as unreachable."""
 
     interval: int = 300
+    datasets_interval: int = 3600
+    offline_after: int = 3
+    max_parallel: int = 4
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    """How a command's execution is followed (vendor-api-facts A9: 1-2 s polls, 120 s, 10 s)."""
+
+    poll_interval: float = 2.0
+    timeout: float = 120.0
+    refresh_delay: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,7 +114,9 @@ class AccountConfig:
     token_endpoint: str = "webapi"
     security_answer: str | None = field(default=None, repr=False)
     timeout: float = 30.0
+    retries: int = 5
     poll: PollConfig = field(default_factory=PollConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
     vehicles: tuple[VehicleConfig, ...] = ()
 
     def vehicle(self, vin: str) -> VehicleConfig | None:
@@ -350,7 +364,25 @@ _ACCOUNT_NAME = Key(
     unique="account name",
 )
 _PROVIDER = Key("str", default=REQUIRED)
-_POLL = Key("section", build=PollConfig, fields={"interval": Key("int", default=300, minimum=60)})
+_POLL = Key(
+    "section",
+    build=PollConfig,
+    fields={
+        "interval": Key("int", default=300, minimum=60),
+        "datasets_interval": Key("int", default=3600, minimum=300),
+        "offline_after": Key("int", default=3, minimum=1, maximum=100),
+        "max_parallel": Key("int", default=4, minimum=1, maximum=32),
+    },
+)
+_COMMANDS = Key(
+    "section",
+    build=CommandsConfig,
+    fields={
+        "poll_interval": Key("number", default=2.0, minimum=0.1, maximum=60),
+        "timeout": Key("number", default=120.0, minimum=1, maximum=1800),
+        "refresh_delay": Key("number", default=10.0, minimum=0, maximum=300),
+    },
+)
 
 _BMW_LEGACY = Key(
     "section",
@@ -367,7 +399,9 @@ _BMW_LEGACY = Key(
         "token_endpoint": Key("str", default="webapi", choices=("webapi", "gcdm")),
         "security_answer": Key("str", nullable=True, secret=True),
         "timeout": Key("number", default=30.0, minimum=1, maximum=120),
+        "retries": Key("int", default=5, minimum=1, maximum=10),
         "poll": _POLL,
+        "commands": _COMMANDS,
         "vehicles": Key("list", default=(), item=_VEHICLE),
     },
 )

@@ -46,7 +46,7 @@ class Backend(ABC):
         self.store = store
         self.sleep = sleep
         self.clock = clock
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or RetryPolicy(attempts=getattr(account, "retries", RetryPolicy.attempts))
 
     @abstractmethod
     def list_vehicles(self) -> list[VehicleInfo]:

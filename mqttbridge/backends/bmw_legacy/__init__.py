@@ -73,6 +73,9 @@ class BmwLegacyBackend(Backend):
         return entry[0]
 
     def _form(self, service: str, request: CommandRequest) -> dict[str, str]:
+        extra = set(request.params) - _PARAMS.get(service, set())
+        if extra:
+            raise UnsupportedError(f"the legacy BMW API's {service} takes no {', '.join(sorted(extra))}")
         form = {"serviceType": service}
         builder: Callable[[CommandRequest], dict[str, str]] | None = _FORM_FIELDS.get(service)
         if builder is not None:
@@ -123,6 +126,9 @@ def _charging_data(request: CommandRequest) -> dict[str, str]:
         profile = {"weeklyPlanner": profile}
     return {"data": json.dumps(profile, separators=(",", ":"))}
 
+
+#: the request parameters each service can carry; anything else is refused before any call
+_PARAMS: dict[str, set[str]] = {"LIGHT_FLASH": {"count"}, "CHARGING_CONTROL": {"profile"}}
 
 #: extra form fields per service (A9)
 _FORM_FIELDS: dict[str, Callable[[CommandRequest], dict[str, str]]] = {

@@ -1,0 +1,386 @@
+"""The bridge: accounts, their vehicles, the MQTT session, commands and discovery wired together.
+
+Threads: paho's network thread (copies messages into a queue), the MQTT dispatcher (routes them),
+one poller per account (plus its bounded read pool), one command worker per vehicle. The vehicle
+context is where they meet, so its state changes under its own lock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mqttbridge import __version__, discovery
+from mqttbridge.backends import Backend, create_backend
+from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
+from mqttbridge.commands import CommandRunner, CommandTarget, Execution, ParsedCommand, Rejected, check_unlock
+from mqttbridge.commands import parse_command as parse_command_payload
+from mqttbridge.config import Config, VehicleConfig, default_vehicle_name, valid_topic
+from mqttbridge.errors import BackendError
+from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
+from mqttbridge.mqtt import Incoming, MqttSession
+from mqttbridge.normalize import iso
+from mqttbridge.polling import AccountPoller
+from mqttbridge.publish import Publisher, VehiclePublisher, encode
+from mqttbridge.statestore import StateStore
+
+log = logging.getLogger(__name__)
+
+#: Home Assistant's birth message triggers a discovery republish after a random delay (its docs)
+HA_ONLINE_DELAY_S = (1.0, 5.0)
+
+
+class VehicleContext(CommandTarget):
+    """One bridged vehicle: its backend, its topics, its last status and its command runner."""
+
+    def __init__(self, bridge: Bridge, runtime: AccountRuntime, info: VehicleInfo, vconfig: VehicleConfig):
+        self.bridge = bridge
+        self.runtime = runtime
+        self.info = info
+        self.config = vconfig
+        self.vin = info.vin
+        self.root = bridge.config.root_topic(vconfig)
+        self.out = VehiclePublisher(bridge.publisher, self.root)
+        self.status: VehicleStatus | None = None
+        self.failures = 0
+        self.available: bool | None = None
+        self.next_status = 0.0
+        self.next_dataset: dict[str, float] = dict.fromkeys(sorted(info.datasets), 0.0)
+        self._read_lock = threading.Lock()
+        commands = runtime.account.commands
+        self.runner = CommandRunner(self, poll_interval=commands.poll_interval, timeout=commands.timeout,
+                                    refresh_delay=commands.refresh_delay, stopping=bridge.stopping,
+                                    clock=bridge.clock)
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def read_status(self) -> VehicleStatus:
+        with self._read_lock:  # a refresh command and the poller never read the same car at once
+            try:
+                status = self.runtime.backend.read_status(self.info)
+            except BackendError:
+                self.failures += 1
+                if self.failures >= self.runtime.account.poll.offline_after:
+                    self.set_available(False)
+                raise
+            self.failures = 0
+            self.status = status
+            self.out.status(status)
+            self.set_available(True)
+            self.bridge.publish_discovery(self)
+            return status
+
+    def read_dataset(self, name: str) -> None:
+        self.out.dataset(name, self.runtime.backend.read_dataset(self.info, name))
+
+    def set_available(self, online: bool) -> None:
+        if self.available is online:
+            return
+        self.available = online
+        self.out.availability(online)
+        if not online:
+            self.bridge.event("vehicle_offline", vin=self.vin, root=self.root, failures=self.failures)
+
+    # --- CommandTarget ---------------------------------------------------------------------------
+
+    def execute(self, request: CommandRequest) -> ExecutionUpdate:
+        return self.runtime.backend.execute(self.info, request)
+
+    def execution_status(self, started: ExecutionUpdate) -> ExecutionUpdate:
+        return self.runtime.backend.execution_status(self.info, started)
+
+    def refresh(self) -> None:
+        self.read_status()
+
+    def publish(self, execution: Execution) -> None:
+        self.bridge.publish_execution(self, execution)
+
+    def lock_started(self, action: str) -> None:
+        self.out.lock_override = "LOCKING" if action == "LOCK" else "UNLOCKING"
+        self.out.lock()
+
+    def lock_ended(self) -> None:
+        self.out.lock_override = None
+        self.out.lock()
+
+    def discovered(self) -> discovery.DiscoveredVehicle:
+        return discovery.DiscoveredVehicle(
+            vin=self.vin, name=self.config.name, root=self.root, info=self.info,
+            fields=dict(self.status.fields) if self.status else {},
+            has_location=bool(self.status and self.status.location),
+            unlock_code=self.config.unlock_code is not None,
+        )
+
+
+@dataclass
+class AccountRuntime:
+    bridge: Bridge
+    account: Any
+    backend: Backend
+    vehicles: list[VehicleContext] = field(default_factory=list)
+    listed: threading.Event = field(default_factory=threading.Event)
+
+    def discover(self) -> None:
+        """List the account's vehicles (configured ones only, when it lists any) and bridge them."""
+        infos = self.backend.list_vehicles()
+        wanted = {v.vin.upper(): v for v in self.account.vehicles}
+        for info in infos:
+            vconfig = wanted.pop(info.vin.upper(), None)
+            if self.account.vehicles and vconfig is None:
+                continue
+            vconfig = vconfig or VehicleConfig(vin=info.vin, name=default_vehicle_name(info.vin))
+            self.bridge.add_vehicle(VehicleContext(self.bridge, self, info, vconfig))
+        for missing in wanted.values():
+            log.error("account %s does not list the configured vehicle %s", self.account.name, missing.vin)
+            self.bridge.event("vehicle_missing", account=self.account.name, vin=missing.vin)
+        self.listed.set()
+        self.bridge.vehicles_changed()
+
+
+class Bridge:
+    def __init__(self, config: Config, *, backends: dict[str, Backend] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.config = config
+        self.clock = clock
+        self.base = config.mqtt.base_topic
+        self.stopping = threading.Event()
+        self.started_at = iso(datetime.now(UTC))
+        self.session = MqttSession(config.mqtt, will_topic=f"{self.base}/bridge/state",
+                                   on_connect=self._connected, on_message=self._message)
+        self.publisher = Publisher(self.session)
+        store = StateStore(config.state_dir)
+        self.accounts = [
+            AccountRuntime(self, account, (backends or {}).get(account.name) or create_backend(account, store))
+            for account in config.accounts
+        ]
+        self.by_root: dict[str, VehicleContext] = {}
+        self._lock = threading.Lock()
+        self.pollers = [AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock)
+                        for rt in self.accounts]
+        self._sync_token = uuid.uuid4().hex
+        self._seen_discovery: dict[str, bytes] = {}
+        self._cleanup_state = "pending"  # pending -> collecting -> collected -> done
+        #: called last at stop (the demo's simulator)
+        self.closers: list[Callable[[], None]] = []
+
+    # --- life cycle --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.session.start()
+        for poller in self.pollers:
+            poller.start()
+
+    def stop(self) -> None:
+        """Stop taking commands, publish ``offline`` by hand, disconnect."""
+        self.stopping.set()
+        for poller in self.pollers:
+            poller.wake()
+        for ctx in list(self.by_root.values()):
+            ctx.runner.shutdown()
+        self.session.stop(offline_payload="offline")
+        for rt in self.accounts:
+            rt.backend.close()
+        for close in self.closers:
+            close()
+
+    # --- vehicles -----------------------------------------------------------------------------------
+
+    def add_vehicle(self, ctx: VehicleContext) -> None:
+        with self._lock:
+            if ctx.root in self.by_root:
+                log.error("two vehicles share the root %s; %s is not bridged", ctx.root, ctx.vin)
+                self.event("root_conflict", vin=ctx.vin, root=ctx.root)
+                return
+            self.by_root[ctx.root] = ctx
+            ctx.runtime.vehicles.append(ctx)
+        self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
+        log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
+
+    def vehicles_changed(self) -> None:
+        self.publish_info()
+        self._maybe_cleanup()
+
+    def publish_info(self) -> None:
+        info = {
+            "version": __version__,
+            "started_at": self.started_at,
+            "accounts": [{"name": rt.account.name, "provider": rt.account.provider} for rt in self.accounts],
+            "vehicles": [
+                {"vin": c.vin, "name": c.config.name, "root": c.root, "account": c.runtime.account.name,
+                 "model": c.info.model, "brand": c.info.brand}
+                for c in sorted(self.by_root.values(), key=lambda c: c.root)
+            ],
+        }
+        self.publisher.retained(f"{self.base}/bridge/info", encode(info))
+
+    # --- MQTT events (the dispatcher thread) ------------------------------------------------------------
+
+    def _connected(self) -> None:
+        log.info("connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
+        self.publisher.retained(f"{self.base}/bridge/state", "online", force=True)
+        subs = [self.config.homeassistant.status_topic] if self.config.homeassistant.discovery != "off" else []
+        self.session.subscribe(subs)
+        if self._cleanup_state == "pending":
+            self._cleanup_state = "collecting"
+            prefix = self.config.homeassistant.prefix
+            self.session.subscribe([f"{prefix}/device/+/config", f"{prefix}/+/+/+/config",
+                                    f"{self.base}/bridge/sync/{self._sync_token}"])
+            self.session.publish(f"{self.base}/bridge/sync/{self._sync_token}", "sync", retain=False)
+        self.publish_info()
+        for topic, payload in discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant,
+                                                         version=__version__):
+            self.publisher.retained(topic, payload)
+        count = self.publisher.republish_all()
+        log.info("published %d retained topics", count)
+
+    def _message(self, msg: Incoming) -> None:
+        topic = msg.topic
+        if topic == self.config.homeassistant.status_topic:
+            if msg.payload.strip().lower() == b"online":
+                delay = random.uniform(*HA_ONLINE_DELAY_S)
+                log.info("Home Assistant is online: discovery again in %.1f s", delay)
+                timer = threading.Timer(delay, self.republish_discovery)
+                timer.daemon = True
+                timer.start()
+            return
+        if topic == f"{self.base}/bridge/sync/{self._sync_token}":
+            self._cleanup_state = "collected"
+            self.session.unsubscribe(topic)
+            self._maybe_cleanup()
+            return
+        if topic.endswith("/config") and self._cleanup_state == "collecting":
+            if msg.retain and msg.payload:
+                self._seen_discovery[topic] = msg.payload
+            return
+        if topic.endswith("/set"):
+            self._command(msg)
+
+    def _maybe_cleanup(self) -> None:
+        """At start, remove our retained discovery of vehicles no longer bridged (ghost entities)."""
+        if self._cleanup_state != "collected" or not all(rt.listed.is_set() for rt in self.accounts):
+            return
+        self._cleanup_state = "done"
+        prefix = self.config.homeassistant.prefix
+        self.session.unsubscribe(f"{prefix}/device/+/config")
+        self.session.unsubscribe(f"{prefix}/+/+/+/config")
+        current = {c.vin for c in self.by_root.values()}
+        mode = self.config.homeassistant.discovery
+        for topic, payload in self._seen_discovery.items():
+            vin = discovery.owned_vin(topic, payload, base_topic=self.base, ha=self.config.homeassistant)
+            if vin is None:
+                continue
+            device_style = topic.split("/")[len(prefix.split("/"))] == "device"
+            if vin not in current or mode == "off" or device_style != (mode == "device"):
+                log.info("removing stale discovery %s", topic)
+                self.publisher.clear(topic)
+        self._seen_discovery.clear()
+
+    def publish_discovery(self, ctx: VehicleContext, *, force: bool = False) -> None:
+        for topic, payload in discovery.vehicle_discovery(ctx.discovered(), base_topic=self.base,
+                                                          ha=self.config.homeassistant, version=__version__):
+            self.publisher.retained(topic, payload, force=force)
+
+    def republish_discovery(self) -> None:
+        if self.stopping.is_set():
+            return
+        for topic, payload in discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant,
+                                                         version=__version__):
+            self.publisher.retained(topic, payload, force=True)
+        for ctx in list(self.by_root.values()):
+            if ctx.status is not None:
+                self.publish_discovery(ctx, force=True)
+
+    # --- commands ----------------------------------------------------------------------------------
+
+    def _command(self, msg: Incoming) -> None:
+        parts = msg.topic.rsplit("/", 2)
+        if len(parts) != 3:
+            return
+        root, command, _ = parts
+        ctx = self.by_root.get(root)
+        if ctx is None:
+            return
+        if msg.retain:
+            # never act on a retained command; delete it so it is not delivered again at every reconnect
+            if msg.payload:
+                self.publisher.clear(msg.topic)
+            log.warning("ignored a retained command on %s", msg.topic)
+            self.event("retained_command_ignored", topic=msg.topic, vin=ctx.vin)
+            return
+        if self.stopping.is_set():
+            return
+        execution = Execution(request_id="", command=command, action="")
+        try:
+            parsed = parse_command_payload(command, msg.payload)
+            execution.request_id, execution.action = parsed.request_id, parsed.request.action
+            execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
+            self._check(ctx, parsed)
+            ctx.runner.submit(parsed, execution)
+        except Rejected as exc:
+            execution.request_id = execution.request_id or _request_id_of(msg.payload)
+            execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
+            execution.status, execution.error = ExecutionStatus.REJECTED, str(exc)
+            log.warning("rejected %s on %s: %s", command, ctx.vin, exc)
+            self.publish_execution(ctx, execution)
+            self.event("command_rejected", vin=ctx.vin, topic=msg.topic, command=command,
+                       request_id=execution.request_id, error=str(exc))
+            return
+        if command == "lock":
+            log.info("accepted %s %s for %s (request %s)", command, parsed.request.action, ctx.vin,
+                     parsed.request_id)
+            self.event("command_accepted", vin=ctx.vin, topic=msg.topic, command=command,
+                       action=parsed.request.action, request_id=parsed.request_id)
+
+    def _check(self, ctx: VehicleContext, parsed: ParsedCommand) -> None:
+        request = parsed.request
+        if not ctx.info.supports(request.command, request.action):
+            raise Rejected(f"this vehicle does not support {request.command} {request.action}")
+        check_unlock(parsed, ctx.config.allow_unlock, ctx.config.unlock_code)
+
+    def publish_execution(self, ctx: VehicleContext, execution: Execution) -> None:
+        record = encode(execution.record())
+        known = execution.command in _KNOWN_COMMANDS
+        base = f"{ctx.root}/{execution.command}"
+        if known:
+            self.publisher.retained(f"{base}/execution", record)
+            self.publisher.retained(f"{base}/status", execution.status.value)
+        else:  # a made-up command name gets an answer but leaves no retained topic behind
+            self.publisher.transient(f"{base}/execution", record)
+        if execution.response_topic and _valid_response_topic(execution.response_topic):
+            self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
+        if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
+            self.event("command_failed", vin=ctx.vin, command=execution.command, status=execution.status.value,
+                       request_id=execution.request_id, error=execution.error)
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def event(self, kind: str, **data: Any) -> None:
+        payload = {"event": kind, "time": iso(datetime.now(UTC)), **data}
+        self.publisher.transient(f"{self.base}/bridge/event", encode(payload))
+
+    def _poller_event(self, kind: str, data: dict[str, Any]) -> None:
+        self.event(kind, **data)
+
+
+def _request_id_of(payload: bytes) -> str:
+    """Echo a request_id even when the rest of the payload was refused."""
+    try:
+        value = json.loads(payload).get("request_id")
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        value = None
+    if isinstance(value, str | int) and not isinstance(value, bool) and 0 < len(str(value)) <= 64:
+        return str(value)
+    return uuid.uuid4().hex[:12]
+
+
+def _valid_response_topic(topic: str) -> bool:
+    return valid_topic(topic) is None
+

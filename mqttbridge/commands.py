@@ -1,0 +1,325 @@
+"""Commands: parsing ``<root>/<command>/set`` payloads and following each execution to its end.
+
+Everything refused before the vendor is called is ``REJECTED`` with an ``error`` that says why;
+a vendor call that fails is ``FAILED``. One command runs at a time per vehicle, and a command
+identical to one still queued or running is refused, so a double tap never unlocks twice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from mqttbridge.errors import BackendError, UnsupportedError
+from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate
+from mqttbridge.normalize import iso
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD = 4096
+MAX_REQUEST_ID = 64
+
+
+class Rejected(Exception):
+    """A command refused before the vendor is called; the message is the record's ``error``."""
+
+
+# --- parsing -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """One command topic: its plain-word payloads and the JSON keys it accepts besides ``action``."""
+
+    words: tuple[str, ...]
+    json_keys: frozenset[str] = frozenset()
+    #: the action implied by a JSON payload without ``action`` (e.g. ``{"count": 2}``)
+    default_action: str | None = None
+    #: the whole JSON object is the parameter (charging_profile's weeklyPlanner)
+    object_param: str | None = None
+
+
+COMMANDS: dict[str, CommandSpec] = {
+    "lock": CommandSpec(("LOCK", "UNLOCK"), frozenset({"code"})),
+    "climate": CommandSpec(("ON", "OFF"), frozenset({"temperature", "defrost", "duration", "heating"})),
+    "charging": CommandSpec(("ON", "OFF")),
+    "flash_lights": CommandSpec(("PRESS",), frozenset({"count"}), default_action="PRESS"),
+    "horn": CommandSpec(("PRESS",)),
+    "find_vehicle": CommandSpec(("PRESS",)),
+    "charging_profile": CommandSpec((), default_action="SET", object_param="profile"),
+    "refresh": CommandSpec(("PRESS",)),
+}
+
+#: parameter checks: name -> (validator returning an error text or None)
+_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "code": lambda v: None if isinstance(v, str | int) and not isinstance(v, bool) and str(v) else "must be a string",
+    "temperature": lambda v: None if _is_number(v) and 14 <= v <= 30 else "must be a number from 14 to 30 (°C)",
+    "defrost": lambda v: None if isinstance(v, bool) else "must be true or false",
+    "duration": lambda v: None if _is_int(v) and 1 <= v <= 30 else "must be whole minutes from 1 to 30",
+    "heating": lambda v: None if _is_int(v) and 0 <= v <= 4 else "must be a whole number from 0 to 4",
+    "count": lambda v: None if _is_int(v) and 1 <= v <= 10 else "must be a whole number from 1 to 10",
+}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class ParsedCommand:
+    request: CommandRequest
+    request_id: str
+    code: str | None = None
+
+
+def parse_command(command: str, payload: bytes) -> ParsedCommand:
+    """The payload of ``<root>/<command>/set`` as a request; ``Rejected`` says what is wrong."""
+    spec = COMMANDS.get(command)
+    if spec is None:
+        raise Rejected(f"unknown command {command!r}; known: {', '.join(sorted(COMMANDS))}")
+    if len(payload) > MAX_PAYLOAD:
+        raise Rejected(f"payload too long ({len(payload)} bytes, at most {MAX_PAYLOAD})")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise Rejected("payload is not UTF-8 text") from None
+    if not text:
+        raise Rejected(f"empty payload; send one of {', '.join(spec.words) or 'a JSON object'}")
+    if text[0] not in "{[\"":
+        word = text.upper()
+        if word not in spec.words:
+            expected = " or ".join(spec.words) if spec.words else "a JSON object"
+            raise Rejected(f"unknown action {text[:40]!r} for {command}; expected {expected}")
+        return ParsedCommand(CommandRequest(command, word), request_id=_new_id())
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise Rejected(f"payload is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    if isinstance(data, str):
+        return parse_command(command, data.encode())
+    if not isinstance(data, dict):
+        raise Rejected("a JSON payload must be an object")
+    request_id = data.get("request_id", None)
+    if request_id is not None and (not isinstance(request_id, str | int) or isinstance(request_id, bool)
+                                   or not str(request_id) or len(str(request_id)) > MAX_REQUEST_ID):
+        raise Rejected(f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters")
+    request_id = str(request_id) if request_id is not None else _new_id()
+    if spec.object_param is not None:
+        profile = {k: v for k, v in data.items() if k != "request_id"}
+        if not profile:
+            raise Rejected(f"{command} needs a non-empty JSON object")
+        return ParsedCommand(CommandRequest(command, spec.default_action or "SET", {spec.object_param: profile}),
+                             request_id)
+    unknown = set(data) - spec.json_keys - {"action", "request_id"}
+    if unknown:
+        raise Rejected(f"unknown key {sorted(unknown)[0]!r} for {command}; accepted: "
+                       f"{', '.join(sorted(spec.json_keys | {'action', 'request_id'}))}")
+    action = data.get("action", spec.default_action)
+    if not isinstance(action, str) or action.upper() not in spec.words:
+        raise Rejected(f"\"action\" must be one of {', '.join(spec.words)}")
+    params: dict[str, Any] = {}
+    code: str | None = None
+    for key in sorted(spec.json_keys & set(data)):
+        problem = _CHECKS[key](data[key])
+        if problem:
+            raise Rejected(f"{key} {problem}")
+        if key == "code":
+            code = str(data[key])
+        else:
+            params[key] = data[key]
+    return ParsedCommand(CommandRequest(command, action.upper(), params), request_id, code)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def check_unlock(parsed: ParsedCommand, allow_unlock: bool, unlock_code: str | None) -> None:
+    """The unlock rules: refused unless allowed, and with a code only the right one."""
+    request = parsed.request
+    if request.command != "lock" or request.action != "UNLOCK":
+        return
+    if not allow_unlock:
+        raise Rejected("unlocking is not allowed for this vehicle (allow_unlock is false)")
+    if unlock_code is not None:
+        if parsed.code is None:
+            raise Rejected("this vehicle needs an unlock code: send {\"action\": \"UNLOCK\", \"code\": \"...\"}")
+        if not hmac.compare_digest(parsed.code.encode(), unlock_code.encode()):
+            raise Rejected("wrong unlock code")
+
+
+# --- execution -----------------------------------------------------------------------------------
+
+
+def _now() -> str:
+    return iso(datetime.now(UTC))
+
+
+@dataclass
+class Execution:
+    """The record published on ``<root>/<command>/execution`` (CONTRACT section 5)."""
+
+    request_id: str
+    command: str
+    action: str
+    service: str | None = None
+    status: ExecutionStatus = ExecutionStatus.INITIATED
+    event_id: str | None = None
+    received_at: str = field(default_factory=_now)
+    updated_at: str = field(default_factory=_now)
+    error: str | None = None
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "request_id": self.request_id,
+            "command": self.command,
+            "action": self.action,
+            "service": self.service,
+            "status": self.status.value,
+            "event_id": self.event_id,
+            "received_at": self.received_at,
+            "updated_at": self.updated_at,
+            "error": self.error,
+        }
+
+
+class CommandTarget:
+    """What the runner needs of one vehicle; the bridge implements it (kept small to test the runner)."""
+
+    def execute(self, request: CommandRequest) -> ExecutionUpdate:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def execution_status(self, started: ExecutionUpdate) -> ExecutionUpdate:  # pragma: no cover
+        raise NotImplementedError
+
+    def refresh(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def publish(self, execution: Execution) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def lock_started(self, action: str) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def lock_ended(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
+class CommandRunner:
+    """One vehicle's commands, one at a time, each followed until the vendor says it ended."""
+
+    def __init__(self, target: CommandTarget, *, poll_interval: float, timeout: float, refresh_delay: float,
+                 stopping: threading.Event, clock: Callable[[], float]):
+        self.target = target
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.refresh_delay = refresh_delay
+        self.stopping = stopping
+        self.clock = clock
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="command")
+        self._lock = threading.Lock()
+        self._active: dict[tuple[str, str, str], Execution] = {}
+
+    def submit(self, parsed: ParsedCommand, execution: Execution) -> None:
+        request = parsed.request
+        key = (request.command, request.action, json.dumps(request.params, sort_keys=True))
+        with self._lock:
+            running = self._active.get(key)
+            if running is not None:
+                raise Rejected(f"an identical command is still running (request_id {running.request_id})")
+            self._active[key] = execution
+        self._worker.submit(self._run, request, execution, key)
+
+    def _update(self, execution: Execution, status: ExecutionStatus, *, error: str | None = None) -> None:
+        execution.status = status
+        execution.updated_at = _now()
+        if error is not None:
+            execution.error = error
+        self.target.publish(execution)
+
+    def _run(self, request: CommandRequest, execution: Execution, key: tuple[str, str, str]) -> None:
+        is_lock = request.command == "lock"
+        try:
+            if request.command == "refresh":
+                self._refresh(execution)
+                return
+            if is_lock:
+                self.target.lock_started(request.action)
+            self._follow(request, execution)
+        except Exception as exc:  # a worker must always publish an end
+            log.exception("command %s %s failed unexpectedly", request.command, request.action)
+            self._update(execution, ExecutionStatus.FAILED, error=f"internal error: {type(exc).__name__}")
+        finally:
+            if is_lock:
+                self.target.lock_ended()
+            with self._lock:
+                self._active.pop(key, None)
+
+    def _refresh(self, execution: Execution) -> None:
+        self.target.publish(execution)
+        try:
+            self.target.refresh()
+        except BackendError as exc:
+            self._update(execution, ExecutionStatus.FAILED, error=str(exc))
+        else:
+            self._update(execution, ExecutionStatus.EXECUTED)
+
+    def _follow(self, request: CommandRequest, execution: Execution) -> None:
+        try:
+            started = self.target.execute(request)
+        except UnsupportedError as exc:
+            self._update(execution, ExecutionStatus.REJECTED, error=str(exc))
+            return
+        except BackendError as exc:
+            self._update(execution, ExecutionStatus.FAILED, error=str(exc))
+            return
+        execution.service = started.service
+        execution.event_id = started.event_id
+        last = ExecutionStatus.INITIATED
+        if started.status not in (ExecutionStatus.UNKNOWN, last):
+            last = started.status
+        self._update(execution, last)
+        deadline = self.clock() + self.timeout
+        problems = 0
+        while not last.final:
+            if self.clock() >= deadline:
+                self._update(execution, ExecutionStatus.TIMED_OUT,
+                             error=f"no final status from the vendor within {self.timeout:g} s")
+                return
+            if self.stopping.wait(self.poll_interval):
+                log.info("stopping: %s %s left at %s", request.command, request.action, last.value)
+                return
+            try:
+                update = self.target.execution_status(started)
+            except BackendError as exc:  # the legacy API's "server panic" 500s: keep polling
+                problems += 1
+                log.warning("%s status check %d failed: %s", started.service, problems, exc)
+                continue
+            if update.status is ExecutionStatus.UNKNOWN or update.status == last:
+                continue
+            last = update.status
+            self._update(execution, last)
+        if last is ExecutionStatus.EXECUTED:
+            if self.refresh_delay and self.stopping.wait(self.refresh_delay):
+                return
+            try:
+                self.target.refresh()
+            except BackendError as exc:
+                log.warning("reading the car after %s failed: %s", started.service, exc)
+
+    def shutdown(self) -> None:
+        self._worker.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,212 @@
+"""The MQTT session: one paho client, its will, reconnects and subscriptions.
+
+Paho's callbacks run on its network thread, so they only copy what arrived into a queue and return;
+a dispatcher thread hands events to the bridge. No exception may leave a callback (it would kill the
+network thread), so each one is wrapped. Reconnecting is paho's own loop with back-off; every
+(re)connect renews the subscriptions and tells the bridge to publish everything again.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+log = logging.getLogger(__name__)
+
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 60
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A received message, copied out of paho's object on its thread."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    response_topic: str | None = None
+    correlation_data: bytes | None = None
+
+
+def _guarded(name: str, func: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a paho callback so that nothing escapes into paho's network thread."""
+
+    def callback(*args: Any) -> None:
+        try:
+            func(*args)
+        except Exception:  # an escaping exception would end the network thread
+            log.exception("error in the MQTT %s callback (ignored)", name)
+
+    return callback
+
+
+class MqttSession:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        will_topic: str,
+        on_connect: Callable[[], None],
+        on_message: Callable[[Incoming], None],
+        on_disconnect: Callable[[str], None] | None = None,
+    ):
+        self.config = config
+        self.will_topic = will_topic
+        self._on_connect_cb = on_connect
+        self._on_message_cb = on_message
+        self._on_disconnect_cb = on_disconnect
+        #: topic filter -> (qos, retain as published)
+        self._subscriptions: dict[str, tuple[int, bool]] = {}
+        self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._dispatcher: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.connects = 0
+        self.last_error: str | None = None
+        self.v5 = str(config.protocol) == "5"
+        self.client = self._make_client()
+
+    def _make_client(self) -> paho.Client:
+        cfg = self.config
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=cfg.client_id,
+            protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
+            clean_session=None if self.v5 else True,
+        )
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls is not None:
+            client.tls_set(
+                ca_certs=cfg.tls.ca_certs, certfile=cfg.tls.certfile, keyfile=cfg.tls.keyfile,
+                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+            )
+            if cfg.tls.insecure:
+                log.warning("mqtt.tls.insecure is true: the broker's certificate and host name are NOT checked")
+                client.tls_insecure_set(True)
+        client.will_set(self.will_topic, "offline", qos=1, retain=True)
+        client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
+        client.on_connect = _guarded("connect", self._paho_connect)
+        client.on_disconnect = _guarded("disconnect", self._paho_disconnect)
+        client.on_message = _guarded("message", self._paho_message)
+        client.on_connect_fail = _guarded("connect_fail", self._paho_connect_fail)
+        return client
+
+    # --- paho's thread: copy and return --------------------------------------------------------
+
+    def _paho_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            self.last_error = f"the broker refused the connection: {reason}"
+            log.error("%s", self.last_error)
+            return
+        self.connects += 1
+        self.last_error = None
+        for topic, (qos, rap) in list(self._subscriptions.items()):
+            self._subscribe(topic, qos, rap)
+        self.connected.set()
+        self._events.put(("connect", None))
+
+    def _paho_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        self.connected.clear()
+        text = str(reason)
+        if text != "Normal disconnection":
+            self.last_error = f"disconnected from the broker: {text}"
+            log.warning("%s; reconnecting", self.last_error)
+        self._events.put(("disconnect", text))
+
+    def _paho_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
+        self.last_error = f"cannot connect to the broker at {self.config.host}:{self.config.port}"
+        log.warning("%s; retrying", self.last_error)
+
+    def _paho_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
+        props = getattr(message, "properties", None)
+        self._events.put((
+            "message",
+            Incoming(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                retain=bool(message.retain),
+                response_topic=getattr(props, "ResponseTopic", None) if props else None,
+                correlation_data=getattr(props, "CorrelationData", None) if props else None,
+            ),
+        ))
+
+    # --- the dispatcher thread: the bridge's handlers run here ---------------------------------
+
+    def _dispatch(self) -> None:
+        while True:
+            kind, item = self._events.get()
+            if kind == "stop":
+                return
+            try:
+                if kind == "connect":
+                    self._on_connect_cb()
+                elif kind == "message":
+                    self._on_message_cb(item)
+                elif kind == "disconnect" and self._on_disconnect_cb:
+                    self._on_disconnect_cb(item)
+            except Exception:  # one bad message must not stop the bridge
+                log.exception("error handling an MQTT %s event", kind)
+
+    # --- API -----------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect in the background; paho retries with back-off until the broker answers."""
+        self._dispatcher = threading.Thread(target=self._dispatch, name="mqtt-dispatch", daemon=True)
+        self._dispatcher.start()
+        kwargs: dict[str, Any] = {"keepalive": self.config.keepalive}
+        if self.v5:
+            kwargs["clean_start"] = True
+        self.client.connect_async(self.config.host, self.config.port, **kwargs)
+        self.client.loop_start()
+
+    def subscribe(self, topics: Iterable[str], qos: int = 1, *, retain_as_published: bool = False) -> None:
+        """Remembered and renewed at every reconnect. ``retain_as_published`` (MQTT 5) keeps the retain
+        flag on live messages too, so a command published retained is recognised as such."""
+        for topic in topics:
+            self._subscriptions[topic] = (qos, retain_as_published)
+            if self.connected.is_set():
+                self._subscribe(topic, qos, retain_as_published)
+
+    def _subscribe(self, topic: str, qos: int, retain_as_published: bool) -> None:
+        if self.v5:
+            self.client.subscribe(topic, options=SubscribeOptions(qos=qos, retainAsPublished=retain_as_published))
+        else:
+            self.client.subscribe(topic, qos)
+
+    def unsubscribe(self, topic: str) -> None:
+        self._subscriptions.pop(topic, None)
+        if self.connected.is_set():
+            self.client.unsubscribe(topic)
+
+    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
+                correlation_data: bytes | None = None) -> None:
+        properties = None
+        if correlation_data is not None and self.v5:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation_data
+        self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+
+    def stop(self, *, offline_payload: str | None = "offline", timeout: float = 3.0) -> None:
+        """Publish ``offline`` by hand (a clean disconnect does not fire the will), then disconnect."""
+        if offline_payload is not None and self.connected.is_set():
+            info = self.client.publish(self.will_topic, offline_payload, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                log.warning("could not confirm the offline message before disconnecting")
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._events.put(("stop", None))
+        if self._dispatcher is not None:
+            self._dispatcher.join(timeout)

@@ -1,0 +1,118 @@
+"""Retained state publishing per CONTRACT sections 3 and 4: only what changed, all of it on reconnect."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from typing import Any, Protocol
+
+from mqttbridge.model import VehicleStatus
+
+log = logging.getLogger(__name__)
+
+LOCK_STATES = {"LOCKED": "LOCKED", "SECURED": "LOCKED", "SELECTIVE_LOCKED": "LOCKED", "UNLOCKED": "UNLOCKED"}
+
+
+class Session(Protocol):
+    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
+                correlation_data: bytes | None = None) -> None: ...
+
+
+def encode(value: Any) -> str:
+    """Numbers as JSON numbers, booleans ``true``/``false``, enums and times as bare words, lists as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def lock_state(fields: dict[str, Any]) -> str | None:
+    """The Home Assistant lock state for a ``door_lock_state`` (None when the car does not say)."""
+    return LOCK_STATES.get(str(fields.get("door_lock_state", "")))
+
+
+class Publisher:
+    """Remembers every retained payload it sent: a repeat is skipped, a reconnect sends all again."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self._retained: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.sent = 0
+
+    def retained(self, topic: str, payload: str, *, force: bool = False) -> bool:
+        with self._lock:
+            if not force and self._retained.get(topic) == payload:
+                return False
+            self._retained[topic] = payload
+        self.session.publish(topic, payload, retain=True, qos=1)
+        self.sent += 1
+        return True
+
+    def clear(self, topic: str) -> None:
+        """Delete a retained message (an empty retained payload), e.g. a field the car stopped reporting."""
+        with self._lock:
+            self._retained.pop(topic, None)
+        self.session.publish(topic, b"", retain=True, qos=1)
+
+    def transient(self, topic: str, payload: str, *, correlation_data: bytes | None = None) -> None:
+        self.session.publish(topic, payload, retain=False, qos=1, correlation_data=correlation_data)
+
+    def republish_all(self) -> int:
+        with self._lock:
+            items = list(self._retained.items())
+        for topic, payload in items:
+            self.session.publish(topic, payload, retain=True, qos=1)
+        return len(items)
+
+    def topics_under(self, prefix: str) -> list[str]:
+        with self._lock:
+            return [t for t in self._retained if t.startswith(prefix)]
+
+
+class VehiclePublisher:
+    """One vehicle's retained topics. A read that changed nothing publishes nothing at all."""
+
+    def __init__(self, publisher: Publisher, root: str):
+        self.publisher = publisher
+        self.root = root
+        self.fields: dict[str, Any] = {}
+        self.lock_override: str | None = None
+
+    def status(self, status: VehicleStatus) -> bool:
+        """Publish what changed since the last read; ``fetched_at`` alone is no change."""
+        fields = dict(status.fields)
+        location = status.location.to_json() if status.location else None
+        if location is not None:
+            fields["location"] = location
+        if fields == self.fields:
+            return False
+        previous, self.fields = self.fields, fields
+        root = self.root
+        for name, value in fields.items():
+            if previous.get(name) != value or name not in previous:
+                self.publisher.retained(f"{root}/{name}", encode(value))
+        for name in previous.keys() - fields.keys():
+            self.publisher.clear(f"{root}/{name}")
+        state = status.to_state()
+        if status.fetched_at is not None:
+            self.publisher.retained(f"{root}/fetched_at", state["fetched_at"])
+        self.publisher.retained(f"{root}/state", encode(state))
+        self.lock()
+        return True
+
+    def lock(self) -> None:
+        word = self.lock_override or lock_state(self.fields)
+        if word is not None:
+            self.publisher.retained(f"{self.root}/lock", word)
+
+    def availability(self, online: bool) -> None:
+        self.publisher.retained(f"{self.root}/availability", "online" if online else "offline")
+
+    def dataset(self, name: str, data: Any) -> None:
+        """A data set as one JSON topic; trips also field by field below it."""
+        self.publisher.retained(f"{self.root}/{name}", encode(data))
+        if name in ("last_trip", "all_trips") and isinstance(data, dict):
+            for key, value in data.items():
+                if value is not None:
+                    self.publisher.retained(f"{self.root}/{name}/{key}", encode(value))
