@@ -306,6 +306,7 @@ class Bridge:
             return
         root, command, _ = parts
         ctx = self.by_root.get(root)
+        log.debug("command on %s (%d bytes, retain %s)", msg.topic, len(msg.payload), msg.retain)
         if ctx is None:
             return
         if msg.retain:

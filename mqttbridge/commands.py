@@ -242,16 +242,24 @@ class CommandRunner:
             if running is not None:
                 raise Rejected(f"an identical command is still running (request_id {running.request_id})")
             self._active[key] = execution
-        self._worker.submit(self._run, request, execution, key)
+        self._worker.submit(self._run, request, execution)
 
     def _update(self, execution: Execution, status: ExecutionStatus, *, error: str | None = None) -> None:
         execution.status = status
         execution.updated_at = _now()
         if error is not None:
             execution.error = error
+        if status.final:
+            self._release(execution)  # once its end is published the same command may come again
         self.target.publish(execution)
 
-    def _run(self, request: CommandRequest, execution: Execution, key: tuple[str, str, str]) -> None:
+    def _release(self, execution: Execution) -> None:
+        with self._lock:
+            for key, active in list(self._active.items()):
+                if active is execution:
+                    del self._active[key]
+
+    def _run(self, request: CommandRequest, execution: Execution) -> None:
         is_lock = request.command == "lock"
         try:
             if request.command == "refresh":
@@ -266,8 +274,7 @@ class CommandRunner:
         finally:
             if is_lock:
                 self.target.lock_ended()
-            with self._lock:
-                self._active.pop(key, None)
+            self._release(execution)
 
     def _refresh(self, execution: Execution) -> None:
         self.target.publish(execution)

@@ -68,6 +68,7 @@ class MqttSession:
         self._on_disconnect_cb = on_disconnect
         #: topic filter -> (qos, retain as published)
         self._subscriptions: dict[str, tuple[int, bool]] = {}
+        self._sub_lock = threading.Lock()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
         self.connected = threading.Event()
@@ -111,9 +112,11 @@ class MqttSession:
             return
         self.connects += 1
         self.last_error = None
-        for topic, (qos, rap) in list(self._subscriptions.items()):
+        with self._sub_lock:  # with subscribe(): a filter added meanwhile is subscribed by one of the two
+            self.connected.set()
+            pending = list(self._subscriptions.items())
+        for topic, (qos, rap) in pending:
             self._subscribe(topic, qos, rap)
-        self.connected.set()
         self._events.put(("connect", None))
 
     def _paho_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
@@ -174,8 +177,10 @@ class MqttSession:
         """Remembered and renewed at every reconnect. ``retain_as_published`` (MQTT 5) keeps the retain
         flag on live messages too, so a command published retained is recognised as such."""
         for topic in topics:
-            self._subscriptions[topic] = (qos, retain_as_published)
-            if self.connected.is_set():
+            with self._sub_lock:
+                self._subscriptions[topic] = (qos, retain_as_published)
+                now = self.connected.is_set()
+            if now:
                 self._subscribe(topic, qos, retain_as_published)
 
     def _subscribe(self, topic: str, qos: int, retain_as_published: bool) -> None:
@@ -185,7 +190,8 @@ class MqttSession:
             self.client.subscribe(topic, qos)
 
     def unsubscribe(self, topic: str) -> None:
-        self._subscriptions.pop(topic, None)
+        with self._sub_lock:
+            self._subscriptions.pop(topic, None)
         if self.connected.is_set():
             self.client.unsubscribe(topic)
 

@@ -371,3 +371,45 @@ def test_sigterm_leaves_offline_retained_and_exits_0(running, broker) -> None:
     daemon, _obs = running
     assert daemon.stop(signal.SIGTERM) == 0
     assert retained_now(broker.port, f"{BASE}/bridge/state") == {f"{BASE}/bridge/state": b"offline"}
+
+
+# --- mqttbridge demo -------------------------------------------------------------------------------
+
+
+def test_demo_needs_no_configuration(broker) -> None:
+    import subprocess
+    import sys
+
+    observer = Observer(broker.port)
+    proc = subprocess.Popen([sys.executable, "-m", "mqttbridge", "demo", "--broker", f"127.0.0.1:{broker.port}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("simulator: http://127.0.0.1:")
+        lines = [proc.stdout.readline() for _ in range(2)]
+        assert f"mosquitto_sub -h 127.0.0.1 -p {broker.port} -v -t 'car/#'" in "".join(lines)
+        for name in NAMES:
+            observer.wait_topic(f"car/{name}/state")
+        mark = observer.mark()
+        observer.publish("car/i3/lock/set", "LOCK")
+        observer.wait_for(lambda m: m.topic == "car/i3/lock/status" and m.text == "EXECUTED", start=mark)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+        observer.close()
+    assert retained_now(broker.port, "car/bridge/state") == {"car/bridge/state": b"offline"}
+
+
+def test_demo_without_a_broker_says_how_to_get_one() -> None:
+    import subprocess
+    import sys
+
+    from .mqtt_helpers import free_port
+
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "mqttbridge", "demo", "--broker", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert f"no MQTT broker answers at 127.0.0.1:{port}" in done.stderr
+    assert "apt-get install mosquitto" in done.stderr and "--broker" in done.stderr
+    assert "Traceback" not in done.stderr
