@@ -50,6 +50,8 @@ class VehicleContext(CommandTarget):
         self.root = bridge.config.root_topic(vconfig)
         self.out = VehiclePublisher(bridge.publisher, self.root)
         self.status: VehicleStatus | None = None
+        #: the discovery messages last published for this vehicle
+        self.announced: list[tuple[str, str]] = []
         self.failures = 0
         self.available: bool | None = None
         self.next_status = 0.0
@@ -73,9 +75,10 @@ class VehicleContext(CommandTarget):
                 raise
             self.failures = 0
             self.status = status
-            self.out.status(status)
+            changed = self.out.status(status)
             self.set_available(True)
-            self.bridge.publish_discovery(self)
+            if changed or not self.announced:
+                self.bridge.publish_discovery(self)
             return status
 
     def read_dataset(self, name: str) -> None:
@@ -284,9 +287,16 @@ class Bridge:
         self._seen_discovery.clear()
 
     def publish_discovery(self, ctx: VehicleContext, *, force: bool = False) -> None:
-        for topic, payload in discovery.vehicle_discovery(ctx.discovered(), base_topic=self.base,
-                                                          ha=self.config.homeassistant, version=__version__):
-            self.publisher.retained(topic, payload, force=force)
+        """Announce the vehicle's entities; ones it lost are removed the way HA needs (rulebook 2b)."""
+        current = discovery.vehicle_discovery(ctx.discovered(), base_topic=self.base,
+                                              ha=self.config.homeassistant, version=__version__)
+        changes = current if force else discovery.discovery_changes(ctx.announced, current)
+        ctx.announced = current
+        for topic, payload in changes:
+            if payload:
+                self.publisher.retained(topic, payload, force=True)
+            else:
+                self.publisher.clear(topic)
 
     def republish_discovery(self) -> None:
         if self.stopping.is_set():
@@ -310,9 +320,10 @@ class Bridge:
         if ctx is None:
             return
         if msg.retain:
+            if not msg.payload:
+                return  # the deletion of a retained command (ours, below) is no command
             # never act on a retained command; delete it so it is not delivered again at every reconnect
-            if msg.payload:
-                self.publisher.clear(msg.topic)
+            self.publisher.clear(msg.topic)
             log.warning("ignored a retained command on %s", msg.topic)
             self.event("retained_command_ignored", topic=msg.topic, vin=ctx.vin)
             return

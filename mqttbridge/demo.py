@@ -62,7 +62,7 @@ def demo_bridge(host: str, port: int, base_topic: str, *, log_level: str = "INFO
         f"simulator: {simulator.url} ({len(cars)} demo cars: {', '.join(DEMO_NAMES)})",
         f"bridging them to {host}:{port} under {base_topic}/; watch it with:",
         f"  mosquitto_sub -h {host} -p {port} -v -t '{base_topic}/#'",
-        f"lock a car:  mosquitto_pub -h {host} -p {port} -t {base_topic}/i3/lock/set -m LOCK",
+        f"lock a car:  mosquitto_pub -h {host} -p {port} -t {base_topic}/x1/lock/set -m LOCK",
         "Ctrl-C stops it.",
     ]
     return bridge, lines
