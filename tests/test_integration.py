@@ -85,8 +85,8 @@ def running(broker, sim, tmp_path: Path):
     daemon = Daemon(tmp_path, bridge_config(broker, sim, tmp_path / "state"))
     daemon.start()
     try:
-        for name in NAMES:
-            observer.wait_topic(f"{BASE}/{name}/state", what=f"state of {name}")
+        for name in NAMES:  # availability comes last after a vehicle's first read
+            observer.wait_topic(f"{BASE}/{name}/availability", "online", what=f"{name} online")
         yield daemon, observer
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n--- daemon log ---\n{daemon.tail()}") from None
@@ -144,7 +144,6 @@ def test_every_topic_and_payload_format(running, sim) -> None:
 
 def test_a_poll_that_changes_nothing_publishes_nothing(running) -> None:
     _daemon, obs = running
-    obs.wait_topic(f"{BASE}/x1/availability", "online")  # published last after the first read
     mark = obs.mark()
     obs.publish(f"{BASE}/x1/refresh/set", "PRESS")
     obs.wait_for(lambda m: m.topic == f"{BASE}/x1/refresh/status" and m.text == "EXECUTED", start=mark)
@@ -417,3 +416,44 @@ def test_demo_without_a_broker_says_how_to_get_one() -> None:
     assert f"no MQTT broker answers at 127.0.0.1:{port}" in done.stderr
     assert "apt-get install mosquitto" in done.stderr and "--broker" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- the MQTT session -----------------------------------------------------------------------------
+
+
+def test_broker_down_at_start_then_up(tmp_path: Path, sim) -> None:
+    broker = Mosquitto(tmp_path)  # port chosen, broker not started yet
+    daemon = Daemon(tmp_path, bridge_config(broker, sim, tmp_path / "state", names=("i3",)))
+    daemon.start()
+    try:
+        wait_until(lambda: "cannot connect" in daemon.tail() or "Connection refused" in daemon.tail(),
+                   what="the daemon noticing the broker is down")
+        assert daemon.alive()
+        broker.start()
+        observer = Observer(broker.port)
+        try:
+            observer.wait_topic(f"{BASE}/i3/availability", "online")
+            assert retained_now(broker.port, f"{BASE}/bridge/state") == {f"{BASE}/bridge/state": b"online"}
+        finally:
+            observer.close()
+    finally:
+        daemon.stop()
+        broker.stop()
+
+
+def test_mqtt_3_1_1_on_request(broker, sim, tmp_path: Path) -> None:
+    config = bridge_config(broker, sim, tmp_path / "state", names=("x1",))
+    config["mqtt"]["protocol"] = "3.1.1"
+    observer = Observer(broker.port)
+    daemon = Daemon(tmp_path, config)
+    daemon.start()
+    try:
+        observer.wait_topic(f"{BASE}/x1/availability", "online")
+        mark = observer.mark()
+        observer.publish(f"{BASE}/x1/lock/set", "LOCK")
+        observer.wait_for(lambda m: m.topic == f"{BASE}/x1/lock" and m.text == "LOCKED", start=mark)
+        assert _statuses(observer, f"{BASE}/x1", "lock", mark) == FLOW
+    finally:
+        assert daemon.stop() == 0
+        observer.close()
+    assert retained_now(broker.port, f"{BASE}/bridge/state") == {f"{BASE}/bridge/state": b"offline"}
