@@ -1,0 +1,92 @@
+"""The account poller's schedule with a fake clock: reads come on their interval, never faster."""
+
+from __future__ import annotations
+
+import threading
+from itertools import pairwise
+from types import SimpleNamespace
+
+from mqttbridge.errors import ServerError
+from mqttbridge.polling import AccountPoller
+
+
+class FakeCar:
+    def __init__(self, vin: str, fail: bool = False, datasets: tuple[str, ...] = ()):
+        self.vin = vin
+        self.fail = fail
+        self.reads: list[float] = []
+        self.dataset_reads: list[tuple[str, float]] = []
+        self.next_status = 0.0
+        self.next_dataset = dict.fromkeys(datasets, 0.0)
+        self.failures = 0
+        self.clock = None
+
+    def read_status(self) -> None:
+        self.reads.append(self.clock())
+        if self.fail:
+            self.failures += 1
+            raise ServerError("HTTP 500")
+        self.failures = 0
+
+    def read_dataset(self, name: str) -> None:
+        self.dataset_reads.append((name, self.clock()))
+
+
+class ScheduledPoller(AccountPoller):
+    """Waits advance a fake clock instead of sleeping; the test ends after ``rounds`` waits."""
+
+    def __init__(self, *args, rounds: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rounds = rounds
+        self.waits: list[float] = []
+
+    def _wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.clock.now += seconds
+        if len(self.waits) >= self.rounds:
+            self.stopping.set()
+        return self.stopping.is_set()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _poll(cars: list[FakeCar], rounds: int) -> ScheduledPoller:
+    clock = Clock()
+    for car in cars:
+        car.clock = clock
+    account = SimpleNamespace(name="a", poll=SimpleNamespace(interval=300, datasets_interval=3600, offline_after=3,
+                                                             max_parallel=2))
+    runtime = SimpleNamespace(account=account, vehicles=cars, discover=lambda: None)
+    events: list[tuple[str, dict]] = []
+    poller = ScheduledPoller(runtime, stopping=threading.Event(), on_event=lambda k, d: events.append((k, d)),
+                             clock=clock, rounds=rounds)
+    poller._loop()
+    return poller
+
+
+def test_reads_come_on_the_interval_and_the_poller_sleeps_in_between() -> None:
+    cars = [FakeCar("A", datasets=("last_trip",)), FakeCar("B")]
+    poller = _poll(cars, rounds=12)
+    assert all(w > 0 for w in poller.waits), "a zero wait would be a spin"
+    for car in cars:
+        gaps = [b - a for a, b in pairwise(car.reads)]
+        assert gaps and all(g >= 300 for g in gaps), gaps
+    trips = [t for _, t in cars[0].dataset_reads]
+    assert trips[0] == 0 and all(b - a >= 3600 for a, b in pairwise(trips))
+    assert len(cars[0].reads) > 3 * len(trips)
+
+
+def test_a_failing_car_is_read_later_and_later() -> None:
+    bad, good = FakeCar("BAD", fail=True), FakeCar("OK")
+    _poll([bad, good], rounds=60)
+    gaps = [b - a for a, b in pairwise(bad.reads)]
+    assert gaps[:4] == [300, 600, 1200, 2400]
+    assert all(b >= a for a, b in pairwise(gaps)) and max(gaps) <= 3600
+    good_gaps = [b - a for a, b in pairwise(good.reads)]
+    assert all(g == 300 for g in good_gaps)
