@@ -77,6 +77,12 @@ class PollConfig:
     datasets_interval: int = 3600
     offline_after: int = 3
     max_parallel: int = 4
+    daily_budget: int | None = None
+    budget_reset: str = "00:00"
+    command_reserve: int = 10
+    force_interval: int | None = None
+    quiet_hours: str | None = "22:00-06:00"
+    min_battery_12v: int = 50
 
 
 @dataclass(frozen=True)
@@ -106,11 +112,11 @@ class AccountConfig:
     name: str
     provider: str
     region: str
-    base_url: str | None
     username: str
     password: str = field(repr=False)
-    api_key: str = field(repr=False)
-    api_secret: str = field(repr=False)
+    base_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    api_secret: str | None = field(default=None, repr=False)
     token_endpoint: str = "webapi"
     security_answer: str | None = field(default=None, repr=False)
     timeout: float = 30.0
@@ -118,10 +124,21 @@ class AccountConfig:
     poll: PollConfig = field(default_factory=PollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     vehicles: tuple[VehicleConfig, ...] = ()
+    #: hyundai_kia: kia | hyundai | genesis, and the PIN some regions need
+    brand: str | None = None
+    pin: str | None = field(default=None, repr=False)
 
     def vehicle(self, vin: str) -> VehicleConfig | None:
         """The configured entry for ``vin``, or None when the account does not list it."""
         return next((v for v in self.vehicles if v.vin == vin), None)
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """One alert target (CONTRACT section 8): a Synology Chat incoming webhook or a JSON webhook."""
+
+    type: str
+    url: str = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -133,6 +150,8 @@ class Config:
     state_dir: Path
     log_level: str
     accounts: tuple[AccountConfig, ...]
+    notify: tuple[NotifyConfig, ...] = ()
+    notify_interval: int = 3600
     source: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -364,16 +383,33 @@ _ACCOUNT_NAME = Key(
     unique="account name",
 )
 _PROVIDER = Key("str", default=REQUIRED)
-_POLL = Key(
-    "section",
-    build=PollConfig,
-    fields={
-        "interval": Key("int", default=300, minimum=60),
-        "datasets_interval": Key("int", default=3600, minimum=300),
-        "offline_after": Key("int", default=3, minimum=1, maximum=100),
-        "max_parallel": Key("int", default=4, minimum=1, maximum=32),
-    },
-)
+_CLOCK = r"([01][0-9]|2[0-3]):[0-5][0-9]"
+
+
+def _poll(daily_budget: int | None) -> Key:
+    """The poll section; only the default call budget differs between providers (CONTRACT section 8)."""
+    return Key(
+        "section",
+        build=PollConfig,
+        fields={
+            "interval": Key("int", default=300, minimum=60),
+            "datasets_interval": Key("int", default=3600, minimum=300),
+            "offline_after": Key("int", default=3, minimum=1, maximum=100),
+            "max_parallel": Key("int", default=4, minimum=1, maximum=32),
+            "daily_budget": Key("int", default=daily_budget, nullable=True, minimum=1, maximum=100000),
+            "budget_reset": Key("str", default="00:00", pattern=_CLOCK, pattern_hint="a local time HH:MM"),
+            "command_reserve": Key("int", default=10, minimum=0, maximum=1000),
+            "force_interval": Key("int", default=None, nullable=True, minimum=3600),
+            "quiet_hours": Key("str", default="22:00-06:00", nullable=True, pattern=f"{_CLOCK}-{_CLOCK}",
+                               pattern_hint="HH:MM-HH:MM in local time, or null for none"),
+            "min_battery_12v": Key("int", default=50, minimum=0, maximum=100),
+        },
+    )
+
+
+_POLL = _poll(None)
+#: vendor-api-facts B4: US Hyundai allows 30 calls a day, EU users hit 5091 at 15-minute polls
+HYUNDAI_KIA_DAILY_BUDGET = 100
 _COMMANDS = Key(
     "section",
     build=CommandsConfig,
@@ -406,8 +442,37 @@ _BMW_LEGACY = Key(
     },
 )
 
+_HYUNDAI_KIA = Key(
+    "section",
+    build=AccountConfig,
+    fields={
+        "name": _ACCOUNT_NAME,
+        "provider": _PROVIDER,
+        "brand": Key("str", default=REQUIRED, choices=("kia", "hyundai", "genesis"), ignore_case=True),
+        "region": Key("str", default=REQUIRED, ignore_case=True, choices=(
+            "europe", "canada", "usa", "china", "australia", "india", "new_zealand", "brazil")),
+        "username": Key("str", default=REQUIRED, nonempty=True),
+        "password": Key("str", default=REQUIRED, nonempty=True, secret=True),
+        "pin": Key("str", nullable=True, secret=True),
+        "retries": Key("int", default=5, minimum=1, maximum=10),
+        "poll": _poll(HYUNDAI_KIA_DAILY_BUDGET),
+        "commands": _COMMANDS,
+        "vehicles": Key("list", default=(), item=_VEHICLE),
+    },
+)
+
 # provider name -> account schema; a new backend adds one entry here.
-PROVIDERS: dict[str, Key] = {"bmw_legacy": _BMW_LEGACY}
+PROVIDERS: dict[str, Key] = {"bmw_legacy": _BMW_LEGACY, "hyundai_kia": _HYUNDAI_KIA}
+
+_NOTIFY = Key(
+    "section",
+    build=NotifyConfig,
+    fields={
+        "type": Key("str", default=REQUIRED, choices=("synology_chat", "webhook")),
+        # a webhook URL usually carries its token: a secret
+        "url": Key("url", default=REQUIRED, secret=True),
+    },
+)
 
 SCHEMA = Key(
     "section",
@@ -421,6 +486,8 @@ SCHEMA = Key(
         "accounts": Key(
             "list", default=REQUIRED, min_items=1, item=Key("variant", tag="provider", variants=PROVIDERS)
         ),
+        "notify": Key("list", default=(), item=_NOTIFY),
+        "notify_interval": Key("int", default=3600, minimum=60, maximum=7 * 86400),
     },
 )
 
@@ -637,8 +704,8 @@ class _Walker:
                 values[name] = self.secret_file(sub, raw[file_key], (*path, file_key))
             elif raw.get(name) is not None:
                 values[name] = self.value(sub, raw[name], sub_path)
-            elif sub.nullable:
-                values[name] = None
+            elif sub.nullable and (name in raw or sub.default is None):
+                values[name] = None  # an explicit null switches a key with a default off
             elif sub.default is REQUIRED:
                 alternative = f"; or give {name}_file" if sub.secret else ""
                 values[name] = self.error(sub_path, f"is required{alternative}")

@@ -64,6 +64,10 @@ class AuthError(BackendError):
     """Login refused (wrong credentials, client disabled). Retrying would only lock the account."""
 
 
+class ActionRequiredError(AuthError):
+    """The vendor wants the user to do something first (a one-time password, new terms to accept)."""
+
+
 class AccessDeniedError(BackendError):
     """The account may not do this (403, 405 mobile access disabled, 423 account locked)."""
 

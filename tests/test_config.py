@@ -14,6 +14,7 @@ import pytest
 from mqttbridge import config as config_module
 from mqttbridge.config import (
     PROVIDERS,
+    REQUIRED,
     SCHEMA,
     AccountConfig,
     Config,
@@ -149,11 +150,14 @@ def test_dataclass_defaults_match_the_schema() -> None:
     for cls, spec in pairs:
         fields = spec if isinstance(spec, dict) else spec.fields
         for f in dataclasses.fields(cls):
+            if cls is AccountConfig and f.name not in fields:
+                fields = {**fields, **PROVIDERS["hyundai_kia"].fields}  # brand, pin: the other provider's keys
             key = fields[f.name]
             if (
                 f.default is dataclasses.MISSING
                 or key.default_from is not None
                 or key.kind in ("section", "list")
+                or key.default is REQUIRED  # required by this provider, optional for another
             ):
                 continue
             assert f.default == key.default, (cls.__name__, f.name)
@@ -341,11 +345,11 @@ def test_account_name_pattern_and_uniqueness() -> None:
 def test_provider_required_and_unknown_lists_known() -> None:
     acc = account()
     del acc["provider"]
-    assert_problem(minimal(accounts=[acc]), "accounts[0].provider", "is required (one of bmw_legacy)")
+    assert_problem(minimal(accounts=[acc]), "accounts[0].provider", "is required (one of bmw_legacy, hyundai_kia)")
     assert_problem(
         minimal(accounts=[account(provider="tesla")]),
         "accounts[0].provider",
-        "must be one of bmw_legacy (got 'tesla')",
+        "must be one of bmw_legacy, hyundai_kia (got 'tesla')",
     )
 
 
@@ -355,7 +359,9 @@ def test_provider_table_selects_the_schema(monkeypatch: pytest.MonkeyPatch) -> N
     found = problems(minimal(accounts=[{"name": "f", "provider": "fake", "pin": "x", "api_key": "k"}]))
     assert has(found, "accounts[0].pin", "must be an integer"), found
     assert has(found, "accounts[0].api_key", "unknown key"), found
-    assert_problem(minimal(accounts=[account(provider="nope")]), "accounts[0].provider", "bmw_legacy, fake")
+    assert_problem(
+        minimal(accounts=[account(provider="nope")]), "accounts[0].provider", "bmw_legacy, hyundai_kia, fake"
+    )
 
 
 def test_region_choices() -> None:
@@ -951,3 +957,36 @@ def test_env_is_not_read_from_os_when_given(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("ONLY_IN_OS", "x")
     assert_problem(minimal(mqtt={"host": "${ONLY_IN_OS}"}), "mqtt.host", "ONLY_IN_OS is not set", env={})
     assert os.environ["ONLY_IN_OS"] == "x"
+
+
+def test_hyundai_kia_account_and_its_defaults() -> None:
+    kia = {"name": "kia", "provider": "hyundai_kia", "brand": "KIA", "region": "europe", "username": "me",
+           "password": "pw-123456", "pin": "1234"}
+    config = parse(minimal(accounts=[kia]))
+    acc = config.accounts[0]
+    assert (acc.brand, acc.region, acc.pin) == ("kia", "europe", "1234")
+    assert acc.poll.daily_budget == 100 and acc.poll.quiet_hours == "22:00-06:00" and acc.poll.min_battery_12v == 50
+    assert "pw-123456" in config.secrets() and "1234" in config.secrets()
+    found = problems(minimal(accounts=[{**kia, "region": "mars", "api_key": "k"}]))
+    assert has(found, "accounts[0].region", "must be one of europe"), found
+    assert has(found, "accounts[0].api_key", "unknown key"), found
+
+
+def test_budget_and_battery_keys() -> None:
+    acc = account(poll={"daily_budget": 40, "budget_reset": "03:30", "quiet_hours": None, "force_interval": 7200})
+    poll = parse(minimal(accounts=[acc])).accounts[0].poll
+    assert (poll.daily_budget, poll.budget_reset, poll.quiet_hours, poll.force_interval) == (40, "03:30", None, 7200)
+    assert parse(minimal()).accounts[0].poll.daily_budget is None  # bmw_legacy: no budget by default
+    bad = account(poll={"budget_reset": "25:00", "quiet_hours": "late", "force_interval": 60, "min_battery_12v": 101})
+    found = problems(minimal(accounts=[bad]))
+    for path in ("budget_reset", "quiet_hours", "force_interval", "min_battery_12v"):
+        assert has(found, f"accounts[0].poll.{path}", ""), (path, found)
+
+
+def test_notify_targets() -> None:
+    url = "https://chat.example.com/hook?token=s3cr3t-token"
+    config = parse(minimal(notify=[{"type": "webhook", "url": url}], notify_interval=600))
+    assert config.notify[0].type == "webhook" and config.notify_interval == 600
+    assert url in config.secrets() and url not in repr(config)
+    found = problems(minimal(notify=[{"type": "pager", "url": url}]))
+    assert has(found, "notify[0].type", "must be one of synology_chat, webhook"), found

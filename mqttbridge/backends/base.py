@@ -53,8 +53,9 @@ class Backend(ABC):
         """The account's cars with what each supports."""
 
     @abstractmethod
-    def read_status(self, vehicle: VehicleInfo) -> VehicleStatus:
-        """One status read, normalised to the contract's field names."""
+    def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
+        """One status read, normalised to the contract's field names. ``force`` wakes the car for a
+        fresh reading (costly: the 12 V battery); a backend without such a read raises ``UnsupportedError``."""
 
     @abstractmethod
     def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:

@@ -51,7 +51,9 @@ class BmwLegacyBackend(Backend):
     def list_vehicles(self) -> list[VehicleInfo]:
         return parse_vehicles(self.api.get("/user/vehicles", "vehicle list"))
 
-    def read_status(self, vehicle: VehicleInfo) -> VehicleStatus:
+    def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
+        if force:
+            raise UnsupportedError("the legacy BMW API has no forced (waking) status read")
         body = self.api.get(
             f"/user/vehicles/{vehicle.vin}/status",
             f"status of {vehicle.vin}",
