@@ -19,12 +19,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mqttbridge import __version__, discovery
+from mqttbridge.alerts import Notifier, NotifyTarget
 from mqttbridge.backends import Backend, create_backend
+from mqttbridge.backends.budgeted import BudgetedBackend
+from mqttbridge.battery import ForcedReadPolicy, parse_clock
+from mqttbridge.budget import BudgetLedger
 from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
 from mqttbridge.commands import CommandRunner, CommandTarget, Execution, ParsedCommand, Rejected, check_unlock
 from mqttbridge.commands import parse_command as parse_command_payload
 from mqttbridge.config import Config, VehicleConfig, default_vehicle_name, valid_topic
-from mqttbridge.errors import BackendError
+from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.mqtt import Incoming, MqttSession
 from mqttbridge.normalize import iso
@@ -33,6 +37,19 @@ from mqttbridge.publish import Publisher, VehiclePublisher, encode
 from mqttbridge.statestore import StateStore
 
 log = logging.getLogger(__name__)
+
+#: bridge events that also go to the alert targets (CONTRACT section 8), as their alert kind
+EVENT_ALERTS = {
+    "auth_error": "auth_failed",
+    "action_required": "auth_failed",
+    "account_error": "account_failing",
+    "vehicle_offline": "account_failing",
+    "budget_exhausted": "budget_exhausted",
+    "command_failed": "command_failed",
+}
+#: after a command timed out at the bridge, the field that shows whether the car did act anyway
+OBSERVED_FIELD = {"lock": "door_lock_state", "climate": "air_control_is_on", "charging": "charging_status",
+                  "charge_limit": "ev_charge_limits_ac"}
 
 #: Home Assistant's birth message triggers a discovery republish after a random delay (its docs)
 HA_ONLINE_DELAY_S = (1.0, 5.0)
@@ -56,6 +73,10 @@ class VehicleContext(CommandTarget):
         self.available: bool | None = None
         self.next_status = 0.0
         self.next_dataset: dict[str, float] = dict.fromkeys(sorted(info.datasets), 0.0)
+        force_interval = runtime.account.poll.force_interval
+        #: forced (waking) reads only on a schedule when force_interval asks for one
+        self.next_forced: float | None = (bridge.clock() + force_interval
+                                          if force_interval and info.supports("force_refresh") else None)
         self._read_lock = threading.Lock()
         commands = runtime.account.commands
         self.runner = CommandRunner(self, poll_interval=commands.poll_interval, timeout=commands.timeout,
@@ -64,10 +85,17 @@ class VehicleContext(CommandTarget):
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def read_status(self) -> VehicleStatus:
+    def read_status(self, *, force: bool = False) -> VehicleStatus:
         with self._read_lock:  # a refresh command and the poller never read the same car at once
             try:
-                status = self.runtime.backend.read_status(self.info)
+                status = self.runtime.backend.read_status(self.info, force=force)
+            except BudgetExhaustedError:
+                raise  # our own budget, not the vendor failing: availability stays as it is
+            except ActionRequiredError as exc:
+                self.failures += 1
+                self.set_available(False)
+                self.bridge.event("action_required", account=self.runtime.account.name, vin=self.vin, error=str(exc))
+                raise
             except BackendError:
                 self.failures += 1
                 if self.failures >= self.runtime.account.poll.offline_after:
@@ -90,7 +118,8 @@ class VehicleContext(CommandTarget):
         self.available = online
         self.out.availability(online)
         if not online:
-            self.bridge.event("vehicle_offline", vin=self.vin, root=self.root, failures=self.failures)
+            self.bridge.event("vehicle_offline", account=self.runtime.account.name, vin=self.vin, root=self.root,
+                              failures=self.failures)
 
     # --- CommandTarget ---------------------------------------------------------------------------
 
@@ -100,8 +129,15 @@ class VehicleContext(CommandTarget):
     def execution_status(self, started: ExecutionUpdate) -> ExecutionUpdate:
         return self.runtime.backend.execution_status(self.info, started)
 
-    def refresh(self) -> None:
-        self.read_status()
+    def refresh(self, *, force: bool = False) -> None:
+        self.read_status(force=force)
+
+    def observed(self, command: str) -> str | None:
+        """What the car shows now for ``command`` (after a timeout: did it act anyway?)."""
+        name = OBSERVED_FIELD.get(command)
+        if name is None or self.status is None or name not in self.status.fields:
+            return None
+        return f"the car now reports {name} {self.status.fields[name]}"
 
     def publish(self, execution: Execution) -> None:
         self.bridge.publish_execution(self, execution)
@@ -128,8 +164,18 @@ class AccountRuntime:
     bridge: Bridge
     account: Any
     backend: Backend
+    ledger: BudgetLedger
     vehicles: list[VehicleContext] = field(default_factory=list)
     listed: threading.Event = field(default_factory=threading.Event)
+    exhausted: bool = False
+
+    @property
+    def policy(self) -> ForcedReadPolicy:
+        return ForcedReadPolicy.from_poll(self.account.poll)
+
+    def status_interval(self) -> float:
+        """The configured interval, stretched so the day's budget lasts (CONTRACT section 8)."""
+        return self.ledger.read_interval(max(1, len(self.vehicles)), float(self.account.poll.interval))
 
     def discover(self) -> None:
         """List the account's vehicles (configured ones only, when it lists any) and bridge them."""
@@ -159,11 +205,18 @@ class Bridge:
         self.session = MqttSession(config.mqtt, will_topic=f"{self.base}/bridge/state",
                                    on_connect=self._connected, on_message=self._message)
         self.publisher = Publisher(self.session)
+        self.notifier = Notifier([NotifyTarget(n.type, n.url) for n in config.notify],
+                                 interval=float(config.notify_interval))
         store = StateStore(config.state_dir)
-        self.accounts = [
-            AccountRuntime(self, account, (backends or {}).get(account.name) or create_backend(account, store))
-            for account in config.accounts
-        ]
+        self.accounts = []
+        for account in config.accounts:
+            inner = (backends or {}).get(account.name) or create_backend(account, store)
+            ledger = BudgetLedger(account.name, limit=account.poll.daily_budget,
+                                  reset=parse_clock(account.poll.budget_reset),
+                                  reserve=account.poll.command_reserve, store=store)
+            runtime = AccountRuntime(self, account, inner, ledger)
+            runtime.backend = BudgetedBackend(inner, ledger, on_change=lambda rt=runtime: self.publish_budget(rt))
+            self.accounts.append(runtime)
         self.by_root: dict[str, VehicleContext] = {}
         self._lock = threading.Lock()
         self.pollers = [AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock)
@@ -177,6 +230,7 @@ class Bridge:
     # --- life cycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.notifier.start()
         self.session.start()
         for poller in self.pollers:
             poller.start()
@@ -191,6 +245,7 @@ class Bridge:
         self.session.stop(offline_payload="offline")
         for rt in self.accounts:
             rt.backend.close()
+        self.notifier.stop()
         for close in self.closers:
             close()
 
@@ -210,6 +265,16 @@ class Bridge:
     def vehicles_changed(self) -> None:
         self.publish_info()
         self._maybe_cleanup()
+
+    def publish_budget(self, runtime: AccountRuntime) -> None:
+        """The retained budget topic, and one alert when the day's reads run out."""
+        snapshot = runtime.ledger.snapshot()
+        self.publisher.retained(f"{self.base}/bridge/accounts/{runtime.account.name}/budget", encode(snapshot))
+        exhausted = runtime.ledger.exhausted()
+        if exhausted and not runtime.exhausted:
+            self.event("budget_exhausted", account=runtime.account.name, used=snapshot["used"],
+                       limit=snapshot["limit"], resets_at=snapshot["resets_at"])
+        runtime.exhausted = exhausted
 
     def publish_info(self) -> None:
         info = {
@@ -238,8 +303,10 @@ class Bridge:
                                     f"{self.base}/bridge/sync/{self._sync_token}"])
             self.session.publish(f"{self.base}/bridge/sync/{self._sync_token}", "sync", retain=False)
         self.publish_info()
-        for topic, payload in discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant,
-                                                         version=__version__):
+        for runtime in self.accounts:
+            if runtime.account.poll.daily_budget is not None:
+                self.publish_budget(runtime)
+        for topic, payload in self._bridge_discovery():
             self.publisher.retained(topic, payload)
         count = self.publisher.republish_all()
         log.info("published %d retained topics", count)
@@ -298,11 +365,15 @@ class Bridge:
             else:
                 self.publisher.clear(topic)
 
+    def _bridge_discovery(self) -> list[tuple[str, str]]:
+        budgets = [rt.account.name for rt in self.accounts if rt.account.poll.daily_budget is not None]
+        return discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant, version=__version__,
+                                          budget_accounts=budgets)
+
     def republish_discovery(self) -> None:
         if self.stopping.is_set():
             return
-        for topic, payload in discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant,
-                                                         version=__version__):
+        for topic, payload in self._bridge_discovery():
             self.publisher.retained(topic, payload, force=True)
         for ctx in list(self.by_root.values()):
             if ctx.status is not None:
@@ -356,6 +427,19 @@ class Bridge:
         if not ctx.info.supports(request.command, request.action):
             raise Rejected(f"this vehicle does not support {request.command} {request.action}")
         check_unlock(parsed, ctx.config.allow_unlock, ctx.config.unlock_code)
+        if request.command == "force_refresh":
+            reason = self.forced_read_refusal(ctx)
+            if reason is not None:
+                self.event("forced_read_skipped", account=ctx.runtime.account.name, vin=ctx.vin, reason=reason)
+                raise Rejected(f"forced read skipped: {reason}")
+
+    def forced_read_refusal(self, ctx: VehicleContext) -> str | None:
+        """Why a forced (waking) read must not happen now (battery protection, budget), or None."""
+        battery = ctx.status.fields.get("battery_12v") if ctx.status else None
+        reason = ctx.runtime.policy.refusal(datetime.now().astimezone(), battery)
+        if reason is None and not ctx.runtime.ledger.allows("forced_read"):
+            reason = "the daily call budget has no room for a forced read"
+        return reason
 
     def publish_execution(self, ctx: VehicleContext, execution: Execution) -> None:
         record = encode(execution.record())
@@ -369,14 +453,20 @@ class Bridge:
         if execution.response_topic and _valid_response_topic(execution.response_topic):
             self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
         if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
-            self.event("command_failed", vin=ctx.vin, command=execution.command, status=execution.status.value,
-                       request_id=execution.request_id, error=execution.error)
+            self.event("command_failed", account=ctx.runtime.account.name, vin=ctx.vin, command=execution.command,
+                       status=execution.status.value, request_id=execution.request_id, error=execution.error)
 
     # --- events ------------------------------------------------------------------------------------
 
     def event(self, kind: str, **data: Any) -> None:
         payload = {"event": kind, "time": iso(datetime.now(UTC)), **data}
         self.publisher.transient(f"{self.base}/bridge/event", encode(payload))
+        alert = EVENT_ALERTS.get(kind)
+        if alert is not None:
+            detail = data.get("error") or data.get("status") or ""
+            what = " ".join(str(data[k]) for k in ("vin", "command") if data.get(k))
+            message = f"{kind.replace('_', ' ')} {what} {detail}".strip()
+            self.notifier.alert(alert, str(data.get("account", "")), message, data)
 
     def _poller_event(self, kind: str, data: dict[str, Any]) -> None:
         self.event(kind, **data)

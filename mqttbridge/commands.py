@@ -45,6 +45,8 @@ class CommandSpec:
     default_action: str | None = None
     #: the whole JSON object is the parameter (charging_profile's weeklyPlanner)
     object_param: str | None = None
+    #: at least one of ``json_keys`` must be given (charge_limit)
+    needs_params: bool = False
 
 
 COMMANDS: dict[str, CommandSpec] = {
@@ -56,6 +58,8 @@ COMMANDS: dict[str, CommandSpec] = {
     "find_vehicle": CommandSpec(("PRESS",)),
     "charging_profile": CommandSpec((), default_action="SET", object_param="profile"),
     "refresh": CommandSpec(("PRESS",)),
+    "force_refresh": CommandSpec(("PRESS",)),
+    "charge_limit": CommandSpec(("SET",), frozenset({"ac", "dc"}), default_action="SET", needs_params=True),
 }
 
 #: parameter checks: name -> (validator returning an error text or None)
@@ -66,6 +70,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "duration": lambda v: None if _is_int(v) and 1 <= v <= 30 else "must be whole minutes from 1 to 30",
     "heating": lambda v: None if _is_int(v) and 0 <= v <= 4 else "must be a whole number from 0 to 4",
     "count": lambda v: None if _is_int(v) and 1 <= v <= 10 else "must be a whole number from 1 to 10",
+    "ac": lambda v: None if _is_int(v) and 50 <= v <= 100 and v % 10 == 0 else "must be 50 to 100 in steps of 10",
+    "dc": lambda v: None if _is_int(v) and 50 <= v <= 100 and v % 10 == 0 else "must be 50 to 100 in steps of 10",
 }
 
 
@@ -102,6 +108,8 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
         if word not in spec.words:
             expected = " or ".join(spec.words) if spec.words else "a JSON object"
             raise Rejected(f"unknown action {text[:40]!r} for {command}; expected {expected}")
+        if spec.needs_params:
+            raise Rejected(f"{command} needs at least one of {', '.join(sorted(spec.json_keys))}")
         return ParsedCommand(CommandRequest(command, word), request_id=_new_id())
     try:
         data = json.loads(text)
@@ -139,6 +147,8 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
             code = str(data[key])
         else:
             params[key] = data[key]
+    if spec.needs_params and not params:
+        raise Rejected(f"{command} needs at least one of {', '.join(sorted(spec.json_keys))}")
     return ParsedCommand(CommandRequest(command, action.upper(), params), request_id, code)
 
 
@@ -206,7 +216,10 @@ class CommandTarget:
     def execution_status(self, started: ExecutionUpdate) -> ExecutionUpdate:  # pragma: no cover
         raise NotImplementedError
 
-    def refresh(self) -> None:  # pragma: no cover
+    def refresh(self, *, force: bool = False) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def observed(self, command: str) -> str | None:  # pragma: no cover
         raise NotImplementedError
 
     def publish(self, execution: Execution) -> None:  # pragma: no cover
@@ -262,8 +275,8 @@ class CommandRunner:
     def _run(self, request: CommandRequest, execution: Execution) -> None:
         is_lock = request.command == "lock"
         try:
-            if request.command == "refresh":
-                self._refresh(execution)
+            if request.command in ("refresh", "force_refresh"):
+                self._refresh(execution, force=request.command == "force_refresh")
                 return
             if is_lock:
                 self.target.lock_started(request.action)
@@ -276,10 +289,10 @@ class CommandRunner:
                 self.target.lock_ended()
             self._release(execution)
 
-    def _refresh(self, execution: Execution) -> None:
+    def _refresh(self, execution: Execution, *, force: bool) -> None:
         self.target.publish(execution)
         try:
-            self.target.refresh()
+            self.target.refresh(force=force)
         except BackendError as exc:
             self._update(execution, ExecutionStatus.FAILED, error=str(exc))
         else:
@@ -304,8 +317,7 @@ class CommandRunner:
         problems = 0
         while not last.final:
             if self.clock() >= deadline:
-                self._update(execution, ExecutionStatus.TIMED_OUT,
-                             error=f"no final status from the vendor within {self.timeout:g} s")
+                self._update(execution, ExecutionStatus.TIMED_OUT, error=self._timed_out(request))
                 return
             if self.stopping.wait(self.poll_interval):
                 log.info("stopping: %s %s left at %s", request.command, request.action, last.value)
@@ -327,6 +339,17 @@ class CommandRunner:
                 self.target.refresh()
             except BackendError as exc:
                 log.warning("reading the car after %s failed: %s", started.service, exc)
+
+    def _timed_out(self, request: CommandRequest) -> str:
+        """Some vendors (the Hyundai/Kia EU API) say PENDING long after the car acted: read the car and say
+        what it shows, so the user can tell "nothing happened" from "it happened, unconfirmed"."""
+        error = f"no final status from the vendor within {self.timeout:g} s"
+        try:
+            self.target.refresh()
+        except BackendError as exc:
+            return f"{error}; reading the car failed too ({exc})"
+        seen = self.target.observed(request.command)
+        return f"{error}; {seen}" if seen else error
 
     def shutdown(self) -> None:
         self._worker.shutdown(wait=False, cancel_futures=True)

@@ -352,8 +352,10 @@ def vehicle_discovery(vehicle: DiscoveredVehicle, *, base_topic: str, ha: HomeAs
                      ha=ha)
 
 
-def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str) -> list[tuple[str, str]]:
-    """The bridge's own device: one connectivity sensor on ``<base>/bridge/state`` (its will says offline).
+def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str,
+                     budget_accounts: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """The bridge's own device: a connectivity sensor on ``<base>/bridge/state`` (its will says offline),
+    and for each account with a call budget diagnostic sensors of what is left and used today.
 
     It has no availability: when the bridge dies it must show "disconnected", not "unavailable".
     """
@@ -365,7 +367,14 @@ def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str) 
     entity = _Entity("binary_sensor", BRIDGE_STATE_KEY, {
         "name": "Connection", "state_topic": f"{base_topic}/bridge/state", "device_class": "connectivity",
         "payload_on": "online", "payload_off": "offline", "entity_category": "diagnostic"})
-    return _assemble([entity], node=node, name_slug=slug(f"mqttbridge_{base_topic}") or "mqttbridge",
+    entities = [entity]
+    for account in budget_accounts:
+        topic = f"{base_topic}/bridge/accounts/{account}/budget"
+        for what, label in (("remaining", "calls left today"), ("used", "calls used today")):
+            entities.append(_Entity("sensor", f"budget_{_TOPIC_ID.sub('_', account)}_{what}", {
+                "name": f"{account} {label}", "state_topic": topic, "value_template": f"{{{{ value_json.{what} }}}}",
+                "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:counter"}))
+    return _assemble(entities, node=node, name_slug=slug(f"mqttbridge_{base_topic}") or "mqttbridge",
                      device=device, version=version, availability=None, ha=ha)
 
 

@@ -60,6 +60,14 @@ class RateLimitedError(BackendError):
         self.retry_after = retry_after
 
 
+class BudgetExhaustedError(BackendError):
+    """Our own call budget says no (CONTRACT section 8); ``until`` is when it allows calls again."""
+
+    def __init__(self, message: str, *, until: object = None):
+        super().__init__(message)
+        self.until = until
+
+
 class AuthError(BackendError):
     """Login refused (wrong credentials, client disabled). Retrying would only lock the account."""
 

@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mqttbridge.errors import AuthError, BackendError, RateLimitedError, UnsupportedError
+from mqttbridge.errors import AuthError, BackendError, BudgetExhaustedError, RateLimitedError, UnsupportedError
 
 if TYPE_CHECKING:
     from mqttbridge.bridge import AccountRuntime, VehicleContext
@@ -79,16 +80,25 @@ class AccountPoller:
         while not self.stopping.is_set():
             now = self.clock()
             jobs = [(ctx, "status") for ctx in self.runtime.vehicles if ctx.next_status <= now]
+            jobs += [(ctx, "forced") for ctx in self.runtime.vehicles
+                     if ctx.next_forced is not None and ctx.next_forced <= now]
             jobs += [(ctx, name) for ctx in self.runtime.vehicles for name, due in ctx.next_dataset.items()
                      if due <= now]
             if jobs:
                 list(self._pool.map(lambda job: self._read(*job), jobs))
                 continue
             upcoming = [ctx.next_status for ctx in self.runtime.vehicles]
+            upcoming += [ctx.next_forced for ctx in self.runtime.vehicles if ctx.next_forced is not None]
             upcoming += [due for ctx in self.runtime.vehicles for due in ctx.next_dataset.values()]
             if self._wait((min(upcoming) if upcoming else 3600.0) - now):
                 return
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+    @staticmethod
+    def _until(moment: Any) -> float:
+        if isinstance(moment, datetime):
+            return max(60.0, (moment - datetime.now(moment.tzinfo)).total_seconds())
+        return MAX_BACKOFF_S
 
     def _read(self, ctx: VehicleContext, what: str) -> None:
         if self.stopping.is_set():
@@ -97,6 +107,12 @@ class AccountPoller:
         try:
             if what == "status":
                 ctx.read_status()
+            elif what == "forced":
+                reason = ctx.bridge.forced_read_refusal(ctx)
+                if reason is not None:  # battery protection: skipped, and said why
+                    self.on_event("forced_read_skipped", {"account": account.name, "vin": ctx.vin, "reason": reason})
+                else:
+                    ctx.read_status(force=True)
             else:
                 ctx.read_dataset(what)
         except UnsupportedError as exc:
@@ -110,15 +126,30 @@ class AccountPoller:
             log.exception("%s: reading %s failed unexpectedly", ctx.vin, what)
             self._failed(ctx, what, BackendError("internal error"))
             return
-        interval = account.poll.interval if what == "status" else account.poll.datasets_interval
         if what == "status":
-            ctx.next_status = self.clock() + interval
+            ctx.next_status = self.clock() + self.runtime.status_interval()
+        elif what == "forced":
+            ctx.next_forced = self.clock() + (account.poll.force_interval or MAX_BACKOFF_S)
         else:
-            ctx.next_dataset[what] = self.clock() + interval
+            ctx.next_dataset[what] = self.clock() + account.poll.datasets_interval
 
     def _failed(self, ctx: VehicleContext, what: str, exc: BackendError) -> None:
         account = self.runtime.account
+        if isinstance(exc, BudgetExhaustedError):  # wait for the budget, not for a failing vendor
+            wait = self._until(exc.until)
+            if what == "status":
+                ctx.next_status = self.clock() + wait
+            elif what == "forced":
+                ctx.next_forced = self.clock() + wait
+            else:
+                ctx.next_dataset[what] = self.clock() + wait
+            log.info("%s: %s; next %s read in %.0f s", ctx.vin, exc, what, wait)
+            return
         retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None
+        if what == "forced":
+            ctx.next_forced = self.clock() + (account.poll.force_interval or MAX_BACKOFF_S)
+            log.warning("%s: forced read failed: %s", ctx.vin, exc)
+            return
         if what != "status":
             ctx.next_dataset[what] = self.clock() + backoff(account.poll.datasets_interval, 1, retry_after)
             log.warning("%s: reading %s failed: %s", ctx.vin, what, exc)

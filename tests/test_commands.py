@@ -34,6 +34,9 @@ S = ExecutionStatus
     ("horn", b"PRESS", "PRESS", {}),
     ("find_vehicle", b"press", "PRESS", {}),
     ("refresh", b"PRESS", "PRESS", {}),
+    ("force_refresh", b"PRESS", "PRESS", {}),
+    ("charge_limit", b'{"ac": 80, "dc": 90}', "SET", {"ac": 80, "dc": 90}),
+    ("charge_limit", b'{"action": "SET", "ac": 100}', "SET", {"ac": 100}),
     ("charging_profile", b'{"chargingMode": "IMMEDIATE_CHARGING"}', "SET",
      {"profile": {"chargingMode": "IMMEDIATE_CHARGING"}}),
 ])
@@ -64,6 +67,10 @@ def test_request_id_and_code_are_kept_apart_from_params() -> None:
     ("flash_lights", b'{"count": 11}', "count must be"),
     ("charging_profile", b'{"request_id": "x"}', "non-empty JSON object"),
     ("warp", b"PRESS", "unknown command 'warp'"),
+    ("charge_limit", b'{"ac": 85}', "ac must be 50 to 100 in steps of 10"),
+    ("charge_limit", b'{"dc": 40}', "dc must be 50 to 100 in steps of 10"),
+    ("charge_limit", b"SET", "needs at least one of ac, dc"),
+    ("charge_limit", b'{"ac": "80"}', "ac must be"),
 ])
 def test_malformed_payloads(command: str, payload: bytes, error: str) -> None:
     with pytest.raises(Rejected, match=error):
@@ -126,9 +133,12 @@ class ScriptedVehicle(CommandTarget):
             raise item
         return item
 
-    def refresh(self) -> None:
+    def refresh(self, *, force: bool = False) -> None:
         self.refreshes += 1
         self.refreshed.set()
+
+    def observed(self, command: str) -> str | None:
+        return "the car now reports door_lock_state LOCKED" if self.refreshes else None
 
     def publish(self, execution: Execution) -> None:
         self.records.append(execution.record())
@@ -184,6 +194,8 @@ def test_no_final_status_in_time_is_timed_out_by_the_bridge() -> None:
     vehicle = ScriptedVehicle(_update(S.INITIATED), [])
     assert _run(vehicle, timeout=5) == ["INITIATED", "PENDING", "TIMED_OUT"]
     assert "within 5 s" in vehicle.records[-1]["error"]
+    # the car is read so the record says whether it acted anyway (the EU API's PENDING that lies)
+    assert vehicle.records[-1]["error"].endswith("; the car now reports door_lock_state LOCKED")
 
 
 @pytest.mark.parametrize("error,status", [

@@ -18,6 +18,7 @@ class FakeCar:
         self.dataset_reads: list[tuple[str, float]] = []
         self.next_status = 0.0
         self.next_dataset = dict.fromkeys(datasets, 0.0)
+        self.next_forced = None
         self.failures = 0
         self.clock = None
 
@@ -62,7 +63,7 @@ def _poll(cars: list[FakeCar], rounds: int) -> ScheduledPoller:
         car.clock = clock
     account = SimpleNamespace(name="a", poll=SimpleNamespace(interval=300, datasets_interval=3600, offline_after=3,
                                                              max_parallel=2))
-    runtime = SimpleNamespace(account=account, vehicles=cars, discover=lambda: None)
+    runtime = SimpleNamespace(account=account, vehicles=cars, discover=lambda: None, status_interval=lambda: 300.0)
     events: list[tuple[str, dict]] = []
     poller = ScheduledPoller(runtime, stopping=threading.Event(), on_event=lambda k, d: events.append((k, d)),
                              clock=clock, rounds=rounds)

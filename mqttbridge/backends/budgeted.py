@@ -1,0 +1,79 @@
+"""A backend wrapped in its account's call budget: every vendor call is counted by kind and refused
+once the budget says so, whatever the vendor. Wrapping keeps the budget out of each backend's code.
+
+One logical call counts once, even when the backend retries it: the ledger is a plan, not a meter.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from mqttbridge.backends.base import Backend
+from mqttbridge.budget import BudgetLedger
+from mqttbridge.errors import BudgetExhaustedError, RateLimitedError
+from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class BudgetedBackend(Backend):
+    def __init__(self, inner: Backend, ledger: BudgetLedger, *,
+                 on_change: Callable[[], None] | None = None):
+        super().__init__(inner.account, inner.store, sleep=inner.sleep, clock=inner.clock, policy=inner.policy)
+        self.inner = inner
+        self.ledger = ledger
+        self.on_change = on_change or (lambda: None)
+
+    @property
+    def provider(self) -> str:  # type: ignore[override]
+        return self.inner.provider
+
+    def _call(self, kind: str, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        blocked = self.ledger.blocked_until()
+        if blocked is not None:
+            raise BudgetExhaustedError(
+                f"the vendor's own limit was reached; no calls until {blocked.isoformat(timespec='minutes')}",
+                until=blocked)
+        if not self.ledger.allows(kind):
+            snap = self.ledger.snapshot()
+            raise BudgetExhaustedError(
+                f"the daily call budget allows no more {kind.replace('_', ' ')}s ({snap['used']} of "
+                f"{snap['limit']} used, {self.account.poll.command_reserve} kept for commands); "
+                f"it resets at {self.ledger.resets_at().isoformat(timespec='minutes')}",
+                until=self.ledger.resets_at())
+        self.ledger.spend(kind)
+        try:
+            return func(*args, **kwargs)
+        except RateLimitedError as exc:
+            until = None
+            if exc.retry_after is not None:
+                until = datetime.now().astimezone() + timedelta(seconds=exc.retry_after)
+            self.ledger.vendor_limited(until)
+            log.warning("%s: the vendor's rate limit answered; backing off until %s", self.account.name,
+                        (until or self.ledger.resets_at()).isoformat(timespec="minutes"))
+            raise
+        finally:
+            self.on_change()
+
+    def list_vehicles(self) -> list[VehicleInfo]:
+        return self._call("cached_read", self.inner.list_vehicles)
+
+    def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
+        kind = "forced_read" if force else "cached_read"
+        return self._call(kind, self.inner.read_status, vehicle, force=force)
+
+    def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:
+        return self._call("cached_read", self.inner.read_dataset, vehicle, name)
+
+    def execute(self, vehicle: VehicleInfo, request: CommandRequest) -> ExecutionUpdate:
+        return self._call("command", self.inner.execute, vehicle, request)
+
+    def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
+        return self._call("execution_check", self.inner.execution_status, vehicle, started)
+
+    def close(self) -> None:
+        self.inner.close()
