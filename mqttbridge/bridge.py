@@ -28,7 +28,7 @@ from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
 from mqttbridge.commands import CommandRunner, CommandTarget, Execution, ParsedCommand, Rejected, check_unlock
 from mqttbridge.commands import parse_command as parse_command_payload
 from mqttbridge.config import Config, VehicleConfig, default_vehicle_name, valid_topic
-from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError
+from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError, UnsupportedError
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.mqtt import Incoming, MqttSession
 from mqttbridge.normalize import iso
@@ -124,7 +124,21 @@ class VehicleContext(CommandTarget):
     # --- CommandTarget ---------------------------------------------------------------------------
 
     def execute(self, request: CommandRequest) -> ExecutionUpdate:
+        if request.command == "charge_limit":
+            request = self._both_limits(request)
         return self.runtime.backend.execute(self.info, request)
+
+    def _both_limits(self, request: CommandRequest) -> CommandRequest:
+        """The vendor sets AC and DC together; a slider moves one, so the other keeps its current value."""
+        params = dict(request.params)
+        fields = self.status.fields if self.status else {}
+        for side in ("ac", "dc"):
+            if side not in params:
+                current = fields.get(f"ev_charge_limits_{side}")
+                if current is None:
+                    raise UnsupportedError(f"the current {side.upper()} charge limit is unknown; send both ac and dc")
+                params[side] = int(current)
+        return CommandRequest(request.command, request.action, params)
 
     def execution_status(self, started: ExecutionUpdate) -> ExecutionUpdate:
         return self.runtime.backend.execution_status(self.info, started)

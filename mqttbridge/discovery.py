@@ -77,7 +77,7 @@ COMMANDS: dict[str, CommandSpec] = {
         CommandSpec("charging_profile", "charging_profile", "Charging profile", "charging profile",
                     "mdi:calendar-clock", "none"),
         CommandSpec("charge_limit", "charge_limit", "Charge limit", "charge limit", "mdi:battery-charging-80",
-                    "none"),
+                    "number"),
     )
 }
 
@@ -218,6 +218,15 @@ def _command_entities(spec: CommandSpec, vehicle: DiscoveredVehicle) -> list[_En
     elif spec.kind == "button":
         entities.append(_Entity("button", spec.key, {"name": spec.label, "command_topic": command_topic,
                                                      "payload_press": "PRESS", "retain": False}))
+    elif spec.command == "climate" and {"ON", "OFF"} <= actions and "climate_temperature" in vehicle.info.features:
+        entities.append(_Entity("climate", spec.key, _climate_config(spec, root)))
+    elif spec.kind == "number" and "SET" in actions:
+        for side in ("ac", "dc"):
+            entities.append(_Entity("number", f"{spec.key}_{side}", {
+                "name": f"{spec.label} {side.upper()}", "command_topic": command_topic,
+                "command_template": f'{{"{side}": {{{{ value | int }}}}}}',
+                "state_topic": f"{root}/ev_charge_limits_{side}", "min": 50, "max": 100, "step": 10,
+                "unit_of_measurement": "%", "mode": "slider", "retain": False}))
     elif spec.kind == "toggle" and {"ON", "OFF"} <= actions:
         config = {"name": spec.label, "command_topic": command_topic, "payload_on": "ON", "payload_off": "OFF",
                   "retain": False}
@@ -235,6 +244,23 @@ def _command_entities(spec: CommandSpec, vehicle: DiscoveredVehicle) -> list[_En
         _decorate(entity.config, icon=spec.icon)
     entities.append(_status_entity(spec.command, spec.noun, root))
     return entities
+
+
+def _climate_config(spec: CommandSpec, root: str) -> dict[str, Any]:
+    """A climate entity for cars whose climate takes a target temperature (Hyundai/Kia): off or on."""
+    command_topic = f"{root}/{spec.command}/set"
+    return {
+        "name": spec.label, "modes": ["off", "heat_cool"],
+        "mode_command_topic": command_topic,
+        "mode_command_template": "{{ 'OFF' if value == 'off' else 'ON' }}",
+        "mode_state_topic": f"{root}/air_control_is_on",
+        "mode_state_template": "{{ 'heat_cool' if value == 'true' else 'off' }}",
+        "temperature_command_topic": command_topic,
+        "temperature_command_template": '{"action": "ON", "temperature": {{ value }}}',
+        "temperature_state_topic": f"{root}/air_temperature",
+        "min_temp": 14, "max_temp": 30, "temp_step": 0.5, "precision": 0.5, "temperature_unit": "C",
+        "optimistic": False, "retain": False,
+    }
 
 
 def _status_entity(command: str, noun: str, root: str) -> _Entity:
@@ -391,14 +417,18 @@ def _possible_entities() -> dict[str, set[str]]:
             keys.setdefault(name, set()).add(spec.platform)
     keys.setdefault(CHARGING_KEY, set()).add("binary_sensor")
     keys.setdefault(LOCATION_KEY, set()).add("device_tracker")
-    control = {"lock": {"lock"}, "button": {"button"}, "toggle": {"switch", "button"}, "none": set()}
+    control = {"lock": {"lock"}, "button": {"button"}, "toggle": {"switch", "button", "climate"}, "none": set(),
+               "number": set()}
     for spec in COMMANDS.values():
         keys.setdefault(spec.key, set()).update(control[spec.kind])
+        if spec.kind == "number":
+            for side in ("ac", "dc"):
+                keys.setdefault(f"{spec.key}_{side}", set()).add("number")
         keys.setdefault(status_key(spec.command), set()).add("sensor")
     return {key: platforms for key, platforms in keys.items() if platforms}
 
 
-_ALL_PLATFORMS = ("sensor", "binary_sensor", "lock", "button", "switch", "device_tracker")
+_ALL_PLATFORMS = ("sensor", "binary_sensor", "lock", "button", "switch", "device_tracker", "climate", "number")
 
 
 def vehicle_discovery_topics(vin: str, *, ha: HomeAssistantConfig, keys: Iterable[str] | None = None) -> list[str]:

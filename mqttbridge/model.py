@@ -72,6 +72,8 @@ class VehicleInfo:
     commands: dict[str, frozenset[str]] = field(default_factory=dict)
     #: the vendor's own entry, normalised to snake_case, for ``mqttbridge vehicles`` and discovery
     details: dict[str, Any] = field(default_factory=dict)
+    #: abilities beyond the command list, e.g. ``climate_temperature`` (climate takes a target temperature)
+    features: frozenset[str] = frozenset()
 
     def supports(self, command: str, action: str | None = None) -> bool:
         actions = self.commands.get(command)

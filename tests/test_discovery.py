@@ -112,7 +112,12 @@ PLATFORM_KEYS: dict[str, set[str]] = {
     "climate": {"modes", "mode_command_topic", "mode_state_topic", "mode_command_template", "mode_state_template",
                 "temperature_command_topic", "temperature_state_topic", "current_temperature_topic",
                 "action_topic", "power_command_topic", "payload_on", "payload_off", "min_temp", "max_temp",
-                "temp_step", "precision", "temperature_unit", "optimistic", "retain"},
+                "temp_step", "precision", "temperature_unit", "optimistic", "retain",
+                # climate.py's CONF_TEMP_COMMAND_TEMPLATE / CONF_TEMP_STATE_TEMPLATE
+                "temperature_command_template", "temperature_state_template"},
+    # section 9.8
+    "number": {"command_topic", "state_topic", "min", "max", "step", "mode", "unit_of_measurement",
+               "device_class", "payload_reset", "command_template", "value_template", "optimistic", "retain"},
 }
 REQUIRED_KEYS: dict[str, set[str]] = {
     "sensor": {"state_topic"},
@@ -122,6 +127,7 @@ REQUIRED_KEYS: dict[str, set[str]] = {
     "switch": {"command_topic"},
     "device_tracker": set(),  # state_topic or json_attributes_topic, checked below
     "climate": set(),
+    "number": {"command_topic"},
 }
 #: section 2b: only these may be at a device payload's root
 DEVICE_ROOT_KEYS = {"device", "origin", "components", "availability", "availability_mode", "state_topic",
@@ -500,7 +506,11 @@ def test_value_templates_render_as_intended() -> None:
                     assert template.render(value=value).strip() == state, (case.id, entity.key, value)
                     assert state in (config["payload_on"], config["payload_off"])
                 checked += 1
-            if "command_template" in config:
+            if "command_template" in config and entity.platform == "number":  # the charge limits
+                rendered = environment.from_string(config["command_template"]).render(value=80.0)
+                assert json.loads(rendered) == {entity.key.rsplit("_", 1)[1]: 80}, (case.id, entity.key)
+                checked += 1
+            elif "command_template" in config:
                 rendered = environment.from_string(config["command_template"]).render(value="UNLOCK", code="12 34")
                 assert json.loads(rendered) == {"action": "UNLOCK", "code": "12 34"}
                 checked += 1
@@ -802,7 +812,7 @@ def test_discovery_topics_for_given_keys() -> None:
     assert "homeassistant/binary_sensor/mqttbridge_VIN1/battery_level/config" not in topics
     assert {"homeassistant/switch/mqttbridge_VIN1/climate_control/config",
             "homeassistant/button/mqttbridge_VIN1/climate_control/config"} <= set(topics)
-    assert sum("/mystery/" in t for t in topics) == 6  # unknown key: every platform
+    assert sum("/mystery/" in t for t in topics) == 8  # unknown key: every platform
 
 
 def test_discovery_changes_device_mode_removes_lost_components() -> None:
@@ -829,3 +839,31 @@ def test_discovery_changes_component_mode_empties_lost_topics() -> None:
                               ha=COMPONENT, version=VERSION)
     changes = discovery_changes(before, after)
     assert changes == [(f"homeassistant/binary_sensor/mqttbridge_{vehicle.vin}/hood/config", "")]
+
+
+def test_hyundai_style_climate_and_charge_limits() -> None:
+    """A car whose climate takes a temperature gets a climate entity; charge limits are numbers."""
+    jinja2 = pytest.importorskip("jinja2")
+    base = _demo("BEV")
+    info = replace(base.info, features=frozenset({"climate_temperature"}),
+                   commands={**base.info.commands, "climate": frozenset({"ON", "OFF"}),
+                             "charge_limit": frozenset({"SET"})})
+    vehicle = replace(base, info=info, fields={**base.fields, "air_control_is_on": True, "air_temperature": 21,
+                                               "ev_charge_limits_ac": 80, "ev_charge_limits_dc": 90})
+    entities = {e.key: e for e in _discover(vehicle, COMPONENT)}
+    climate = entities["climate_control"]
+    assert climate.platform == "climate" and climate.config["temperature_unit"] == "C"
+    assert climate.config["modes"] == ["off", "heat_cool"]
+    env = jinja2.Environment()
+    assert env.from_string(climate.config["mode_command_template"]).render(value="off") == "OFF"
+    assert env.from_string(climate.config["mode_command_template"]).render(value="heat_cool") == "ON"
+    assert env.from_string(climate.config["mode_state_template"]).render(value="true") == "heat_cool"
+    sent = json.loads(env.from_string(climate.config["temperature_command_template"]).render(value=21.5))
+    assert sent == {"action": "ON", "temperature": 21.5}
+    for side in ("ac", "dc"):
+        number = entities[f"charge_limit_{side}"]
+        assert number.platform == "number" and (number.config["min"], number.config["max"]) == (50, 100)
+        assert number.config["state_topic"].endswith(f"/ev_charge_limits_{side}")
+    for ha in (DEVICE, COMPONENT):  # and every entity of this car passes the rulebook's checks
+        for entity in entities_of(vehicle_discovery(vehicle, base_topic=BASE, ha=ha, version=VERSION), ha):
+            check_entity(entity, vehicle)
