@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -31,10 +32,12 @@ class FakeKia(Backend):
         self.battery_12v = battery_12v
         self.forced = 0
         self.cached = 0
+        self.requests = []
 
     def list_vehicles(self):
         return [VehicleInfo(VIN, "EV6", "Kia", DriveTrain.BEV, commands={
-            "refresh": frozenset({"PRESS"}), "force_refresh": frozenset({"PRESS"}), "lock": frozenset({"LOCK"})})]
+            "refresh": frozenset({"PRESS"}), "force_refresh": frozenset({"PRESS"}), "lock": frozenset({"LOCK"}),
+            "charge_limit": frozenset({"SET"})})]
 
     def read_status(self, vehicle, *, force=False):
         if force:
@@ -42,13 +45,15 @@ class FakeKia(Backend):
         else:
             self.cached += 1
         return VehicleStatus(VIN, {"battery_12v": self.battery_12v, "odometer": 1000 + self.forced,
-                                   "door_lock_state": "LOCKED"}, None, datetime.now().astimezone())
+                                   "door_lock_state": "LOCKED", "ev_charge_limits_dc": 90},
+                             None, datetime.now().astimezone())
 
     def read_dataset(self, vehicle, name):
         raise NotImplementedError
 
     def execute(self, vehicle, request):
-        return ExecutionUpdate(ExecutionStatus.INITIATED, "lock", "a1")
+        self.requests.append(request)
+        return ExecutionUpdate(ExecutionStatus.INITIATED, request.command, "a1")
 
     def execution_status(self, vehicle, started):
         return ExecutionUpdate(ExecutionStatus.NOT_EXECUTED, "lock", "a1")
@@ -110,9 +115,12 @@ def broker(tmp_path: Path):
 
 
 def _press(obs: Observer, command: str) -> dict:
+    """Press and return this press's final record (not an earlier retained one)."""
+    request_id = uuid.uuid4().hex[:8]
     mark = obs.mark()
-    obs.publish(f"car/ev6/{command}/set", "PRESS")
+    obs.publish(f"car/ev6/{command}/set", json.dumps({"action": "PRESS", "request_id": request_id}))
     msg = obs.wait_for(lambda m: m.topic == f"car/ev6/{command}/execution"
+                       and json.loads(m.payload)["request_id"] == request_id
                        and json.loads(m.payload)["status"] in ("REJECTED", "EXECUTED", "FAILED"), start=mark)
     return json.loads(msg.payload)
 
@@ -158,7 +166,8 @@ def test_forced_read_refused_in_quiet_hours_and_allowed_outside(tmp_path: Path, 
     bridge, fake = _start(tmp_path / "b", broker, battery=80, quiet=None)
     try:
         obs.wait_topic("car/ev6/availability", "online")
-        assert _press(obs, "force_refresh")["status"] == "EXECUTED"
+        record = _press(obs, "force_refresh")
+        assert record["status"] == "EXECUTED", record
         assert fake.forced == 1
     finally:
         bridge.stop()
@@ -188,6 +197,20 @@ def test_budget_topic_exhaustion_alert_and_the_command_reserve(tmp_path: Path, b
             Hook.arrived.wait_for(lambda: any(a["kind"] == "command_failed" for a in Hook.received), 10)
         alert = next(a for a in Hook.received if a["kind"] == "budget_exhausted")
         assert alert["account"] == "kia" and "pw-secret" not in json.dumps(Hook.received)
+    finally:
+        bridge.stop()
+        obs.close()
+
+
+def test_a_single_charge_limit_keeps_the_other_one(tmp_path: Path, broker) -> None:
+    obs = Observer(broker.port)
+    bridge, fake = _start(tmp_path, broker, battery=80, quiet=None)
+    try:
+        obs.wait_topic("car/ev6/availability", "online")
+        mark = obs.mark()
+        obs.publish("car/ev6/charge_limit/set", '{"ac": 80}')  # what Home Assistant's AC slider sends
+        obs.wait_for(lambda m: m.topic == "car/ev6/charge_limit/status" and m.text == "NOT_EXECUTED", start=mark)
+        assert fake.requests[-1].params == {"ac": 80, "dc": 90}
     finally:
         bridge.stop()
         obs.close()
