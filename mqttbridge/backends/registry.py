@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
 _REGISTRY: dict[str, str] = {
     "bmw_legacy": "mqttbridge.backends.bmw_legacy:BmwLegacyBackend",
+    "hyundai_kia": "mqttbridge.backends.hyundai_kia:HyundaiKiaBackend",
 }
 
 
