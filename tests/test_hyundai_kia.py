@@ -226,6 +226,7 @@ def test_vehicle_list(eu, make):
         "force_refresh": {"PRESS"}, "charging": {"ON", "OFF"}, "charge_limit": {"SET"},
     }
     assert ev6.details["ccu_ccs2_protocol_support"] == 0
+    assert "climate_temperature" in ev6.features  # a climate entity with a target temperature in HA
     assert vehicles["sportage-id"].drive_train == DriveTrain.PHEV
     assert vehicles["sportage-id"].supports("charge_limit", "SET")
     ceed = vehicles["ceed-id"]

@@ -279,6 +279,8 @@ class HyundaiKiaBackend(Backend):
             datasets=frozenset(),
             commands=commands,
             details={key: value for key, value in details.items() if value is not None},
+            # start_climate takes a target temperature: Home Assistant gets a climate entity
+            features=frozenset({"climate_temperature"}),
         )
 
     def list_vehicles(self) -> list[VehicleInfo]:
