@@ -224,8 +224,9 @@ def valid_topic(topic: str) -> str | None:
 
 
 def default_vehicle_name(vin: str) -> str:
-    """The topic segment of a vehicle that has no ``name``."""
-    return vin.lower()
+    """The topic segment of a vehicle that has no ``name``: its VIN in lower case. The VIN may come from
+    the vendor, so anything but ``[a-z0-9_-]`` becomes ``_``: no wildcard, level or empty topic from it."""
+    return re.sub(r"[^a-z0-9_-]", "_", vin.lower())[:64] or "vehicle"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -990,3 +990,15 @@ def test_notify_targets() -> None:
     assert url in config.secrets() and url not in repr(config)
     found = problems(minimal(notify=[{"type": "pager", "url": url}]))
     assert has(found, "notify[0].type", "must be one of synology_chat, webhook"), found
+
+
+@pytest.mark.parametrize("vin,name", [
+    ("WBY1Z21000V000001", "wby1z21000v000001"),
+    ("car/+/#", "car____"),
+    ("", "vehicle"),
+    ("ANONYMOUS", "anonymous"),
+    ("Fahrzeug ü 1", "fahrzeug___1"),
+])
+def test_default_names_from_vendor_vins_are_safe_topic_levels(vin: str, name: str) -> None:
+    assert default_vehicle_name(vin) == name
+    assert valid_topic(f"car/{default_vehicle_name(vin)}") is None
