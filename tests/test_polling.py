@@ -19,10 +19,14 @@ class FakeCar:
         self.next_status = 0.0
         self.next_dataset = dict.fromkeys(datasets, 0.0)
         self.next_forced = None
+        self.forced_reads: list[float] = []
         self.failures = 0
         self.clock = None
 
-    def read_status(self) -> None:
+    def read_status(self, *, force: bool = False) -> None:
+        if force:
+            self.forced_reads.append(self.clock())
+            return
         self.reads.append(self.clock())
         if self.fail:
             self.failures += 1
@@ -57,14 +61,15 @@ class Clock:
         return self.now
 
 
-def _poll(cars: list[FakeCar], rounds: int) -> ScheduledPoller:
+def _poll(cars: list[FakeCar], rounds: int, force_interval: int | None = None,
+          events: list | None = None) -> ScheduledPoller:
     clock = Clock()
     for car in cars:
         car.clock = clock
     account = SimpleNamespace(name="a", poll=SimpleNamespace(interval=300, datasets_interval=3600, offline_after=3,
-                                                             max_parallel=2))
+                                                             max_parallel=2, force_interval=force_interval))
     runtime = SimpleNamespace(account=account, vehicles=cars, discover=lambda: None, status_interval=lambda: 300.0)
-    events: list[tuple[str, dict]] = []
+    events = [] if events is None else events
     poller = ScheduledPoller(runtime, stopping=threading.Event(), on_event=lambda k, d: events.append((k, d)),
                              clock=clock, rounds=rounds)
     poller._loop()
@@ -91,3 +96,23 @@ def test_a_failing_car_is_read_later_and_later() -> None:
     assert all(b >= a for a, b in pairwise(gaps)) and max(gaps) <= 3600
     good_gaps = [b - a for a, b in pairwise(good.reads)]
     assert all(g == 300 for g in good_gaps)
+
+
+def test_forced_reads_only_on_force_interval_and_skipped_with_a_reason() -> None:
+    allowed, refused = FakeCar("OK"), FakeCar("LOW")
+    for car, reason in ((allowed, None), (refused, "the 12 V battery was last at 40 %")):
+        car.next_forced = 7200.0
+        car.bridge = SimpleNamespace(forced_read_refusal=lambda ctx, r=reason: r)
+    events: list = []
+    _poll([allowed, refused], rounds=80, force_interval=7200, events=events)
+    assert allowed.forced_reads[:3] == [7200.0, 14400.0, 21600.0]
+    assert refused.forced_reads == []
+    skipped = [data for kind, data in events if kind == "forced_read_skipped"]
+    assert skipped and all(d["vin"] == "LOW" and "12 V battery" in d["reason"] for d in skipped)
+    assert len(skipped) == len(allowed.forced_reads)  # one skip, with its reason, per due forced read
+
+
+def test_no_forced_read_without_force_interval() -> None:
+    car = FakeCar("A")
+    _poll([car], rounds=30)
+    assert car.forced_reads == [] and len(car.reads) > 10
