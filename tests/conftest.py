@@ -94,3 +94,14 @@ def make_config(tmp_path: Path, accounts: list[dict], **top):
 
     data = {"state_dir": str(tmp_path / "state"), "accounts": accounts, **top}
     return parse_config(data, env={}, base_dir=tmp_path)
+
+
+@pytest.fixture
+def broker(tmp_path: Path):
+    """A private mosquitto on a free loopback port (tests stop and start it to test reconnects)."""
+    from tests.mqtt_helpers import Mosquitto
+
+    broker = Mosquitto(tmp_path)
+    broker.start()
+    yield broker
+    broker.stop()

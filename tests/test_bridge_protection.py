@@ -106,12 +106,6 @@ def _start(tmp_path: Path, broker: Mosquitto, *, battery: int, quiet: str | None
     return bridge, fake
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    broker = Mosquitto(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 def _press(obs: Observer, command: str) -> dict:

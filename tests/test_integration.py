@@ -21,12 +21,6 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$"
 FLOW = ["INITIATED", "PENDING", "DELIVERED", "EXECUTED"]
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    broker = Mosquitto(tmp_path)
-    broker.start()
-    yield broker
-    broker.stop()
 
 
 @pytest.fixture
