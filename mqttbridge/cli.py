@@ -97,9 +97,15 @@ def _stop_on_signals() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
-def _serve(bridge) -> int:
-    """Run until SIGTERM or SIGINT, then stop cleanly (``offline`` published by hand)."""
+def _serve(bridge, state_dir: Path) -> int:
+    """Run until SIGTERM or SIGINT, then stop cleanly (``offline`` published by hand).
+
+    The service monitor tells systemd when the bridge is up and that it is still alive, and
+    keeps ``state_dir/heartbeat.json`` fresh for ``mqttbridge health``.
+    """
     import threading
+
+    from mqttbridge.service import ServiceMonitor
 
     done = threading.Event()
 
@@ -109,10 +115,17 @@ def _serve(bridge) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     bridge.start()
-    while not done.wait(1.0):
-        pass
-    log.info("stopping")
-    bridge.stop()
+    monitor = ServiceMonitor(state_dir, connected=bridge.session.connected.is_set)
+    monitor.start()
+    monitor.ready()
+    try:
+        while not done.wait(1.0):
+            pass
+        log.info("stopping")
+        monitor.stopping()
+        bridge.stop()
+    finally:
+        monitor.stop()
     return EXIT_OK
 
 
@@ -120,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mqttbridge.bridge import Bridge
 
     config = _load(args)
-    return _serve(Bridge(config))
+    return _serve(Bridge(config), config.state_dir)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -130,7 +143,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     bridge, lines = demo_bridge(host, port, args.base_topic, log_level=args.log_level or "INFO")
     for line in lines:
         print(line, flush=True)
-    return _serve(bridge)
+    # the demo's own state is a throw-away temp folder; its heartbeat goes where `health` looks
+    # (in the container image, STATE_DIRECTORY=/data)
+    return _serve(bridge, Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or bridge.config.state_dir))
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Exit 0 when the daemon using this state_dir runs and is connected; otherwise 1 and why."""
+    from mqttbridge.service import health
+
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    elif args.config or os.environ.get("MQTTBRIDGE_CONFIG"):
+        from mqttbridge.config import load_config
+
+        state_dir = load_config(_config_path(args)).state_dir
+    else:  # the daemon's own default: $STATE_DIRECTORY, /var/lib/mqttbridge for root, else ~/.local/state
+        from mqttbridge.config import _default_state_dir
+
+        state_dir = _default_state_dir({}, os.environ)
+    if args.max_age <= 0:
+        raise UsageError("--max-age must be > 0 seconds")
+    ok, reason = health(state_dir, max_age=args.max_age)
+    print(reason, file=sys.stdout if ok else sys.stderr)
+    return EXIT_OK if ok else EXIT_FAILURE
 
 
 def _broker(text: str) -> tuple[str, int]:
@@ -250,6 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds per remote-service status step (default 1)")
     p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
     p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("health", help="exit 0 if the daemon runs and is connected to its broker, else 1 and why")
+    p.add_argument("-c", "--config", help="take state_dir from this configuration (default: $MQTTBRIDGE_CONFIG)")
+    p.add_argument("--state-dir", metavar="DIR", help="the daemon's state_dir (instead of -c)")
+    p.add_argument("--max-age", type=float, default=60.0, metavar="S",
+                   help="seconds after which the heartbeat counts as stale (default 60)")
+    p.set_defaults(func=cmd_health)
 
     p = with_config(sub.add_parser("vehicles", help="log in and list each account's vehicles"))
     p.set_defaults(func=cmd_vehicles)
