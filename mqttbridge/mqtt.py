@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
+#: CONNACK reason codes that mean the credentials were refused (MQTT 3.1.1's 4 and 5 arrive as these)
+_CREDENTIALS_REFUSED = {0x86, 0x87}  # Bad user name or password, Not authorized
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,39 @@ def _guarded(name: str, func: Callable[..., None]) -> Callable[..., None]:
     return callback
 
 
+class _Client(paho.Client):
+    """paho's client, remembering why the last connection attempt failed: ``on_connect_fail`` is not told."""
+
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            result = super().reconnect()
+        except OSError as exc:
+            self.last_connect_error = exc
+            raise
+        self.last_connect_error = None
+        return result
+
+
+def connect_error_text(exc: OSError | None) -> str:
+    """Why a connection attempt failed, with what to check (never a secret: none is in these errors)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        detail = exc.verify_message or exc.reason or str(exc)
+        if "mismatch" in detail:
+            return (f"TLS: the broker's certificate does not match the host name ({detail}); "
+                    f"set mqtt.host to a name in the certificate (mqtt.tls.insecure: true skips this check)")
+        return (f"TLS: the broker's certificate was refused ({detail}); "
+                f"mqtt.tls.ca_certs must hold the CA that signed it")
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake failed ({exc.reason or exc}); check mqtt.tls and the broker's TLS listener"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name ({exc.strerror or exc})"
+    if exc is not None:
+        return exc.strerror or str(exc) or type(exc).__name__
+    return "no details"
+
+
 class MqttSession:
     def __init__(
         self,
@@ -74,12 +110,16 @@ class MqttSession:
         self.connected = threading.Event()
         self.connects = 0
         self.last_error: str | None = None
+        #: paho's last error log line (e.g. a TLS alert on receive); it says why a disconnect happened
+        self._paho_error: str | None = None
+        #: the broker refused the last CONNECT (already logged): its disconnect needs no second line
+        self._refused = False
         self.v5 = str(config.protocol) == "5"
         self.client = self._make_client()
 
     def _make_client(self) -> paho.Client:
         cfg = self.config
-        client = paho.Client(
+        client = _Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
@@ -93,7 +133,8 @@ class MqttSession:
                 cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
             if cfg.tls.insecure:
-                log.warning("mqtt.tls.insecure is true: the broker's certificate and host name are NOT checked")
+                log.warning("mqtt.tls.insecure is true: the broker's host name is NOT checked against its "
+                            "certificate (which must still be signed by a trusted CA)")
                 client.tls_insecure_set(True)
         client.will_set(self.will_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
@@ -101,6 +142,7 @@ class MqttSession:
         client.on_disconnect = _guarded("disconnect", self._paho_disconnect)
         client.on_message = _guarded("message", self._paho_message)
         client.on_connect_fail = _guarded("connect_fail", self._paho_connect_fail)
+        client.on_log = _guarded("log", self._paho_log)
         return client
 
     # --- paho's thread: copy and return --------------------------------------------------------
@@ -108,10 +150,14 @@ class MqttSession:
     def _paho_connect(self, client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
             self.last_error = f"the broker refused the connection: {reason}"
-            log.error("%s", self.last_error)
+            if reason.value in _CREDENTIALS_REFUSED:
+                self.last_error += " (check mqtt.username and mqtt.password)"
+            self._refused = True
+            log.error("%s; retrying with back-off", self.last_error)
             return
         self.connects += 1
         self.last_error = None
+        self._paho_error = None
         with self._sub_lock:  # with subscribe(): a filter added meanwhile is subscribed by one of the two
             self.connected.set()
             pending = list(self._subscriptions.items())
@@ -122,14 +168,25 @@ class MqttSession:
     def _paho_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
         text = str(reason)
-        if text != "Normal disconnection":
+        detail, self._paho_error = self._paho_error, None
+        refused, self._refused = self._refused, False
+        if text != "Normal disconnection" and not refused:
             self.last_error = f"disconnected from the broker: {text}"
+            if detail:
+                self.last_error += f" ({detail})"
+                if "certificate required" in detail:
+                    self.last_error += "; the broker wants a client certificate: set mqtt.tls.certfile and keyfile"
             log.warning("%s; reconnecting", self.last_error)
         self._events.put(("disconnect", text))
 
-    def _paho_connect_fail(self, _client: paho.Client, _userdata: Any) -> None:
-        self.last_error = f"cannot connect to the broker at {self.config.host}:{self.config.port}"
-        log.warning("%s; retrying", self.last_error)
+    def _paho_connect_fail(self, client: paho.Client, _userdata: Any) -> None:
+        cause = connect_error_text(getattr(client, "last_connect_error", None))
+        self.last_error = f"cannot connect to the broker at {self.config.host}:{self.config.port}: {cause}"
+        log.warning("%s; retrying with back-off", self.last_error)
+
+    def _paho_log(self, _client: paho.Client, _userdata: Any, level: int, text: str) -> None:
+        if level == paho.MQTT_LOG_ERR:
+            self._paho_error = text
 
     def _paho_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
