@@ -10,7 +10,7 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 # optional extras of pyproject.toml to install, comma-separated: --build-arg EXTRAS=hyundai,metrics
-ARG EXTRAS=hyundai
+ARG EXTRAS=hyundai,metrics
 
 # --- builder: every wheel the image needs, compiled here so the final stage needs no compiler --------
 FROM ${PYTHON_IMAGE} AS builder

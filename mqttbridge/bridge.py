@@ -25,15 +25,27 @@ from mqttbridge.backends.budgeted import BudgetedBackend
 from mqttbridge.battery import ForcedReadPolicy, parse_clock
 from mqttbridge.budget import BudgetLedger
 from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
-from mqttbridge.commands import CommandRunner, CommandTarget, Execution, ParsedCommand, Rejected, check_unlock
+from mqttbridge.commands import (
+    CommandRunner,
+    CommandTarget,
+    Execution,
+    ParsedCommand,
+    Rejected,
+    WrongCode,
+    check_unlock,
+    is_unlock,
+)
 from mqttbridge.commands import parse_command as parse_command_payload
-from mqttbridge.config import Config, VehicleConfig, default_vehicle_name, valid_topic
+from mqttbridge.config import AccountConfig, Config, VehicleConfig, default_vehicle_name, valid_topic
 from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError, UnsupportedError
+from mqttbridge.lockout import UnlockLockout
+from mqttbridge.metrics import Metrics
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.mqtt import Incoming, MqttSession
 from mqttbridge.normalize import iso
+from mqttbridge.persist import ExecutionJournal, SnapshotKeeper, SnapshotVehicle
 from mqttbridge.polling import AccountPoller
-from mqttbridge.publish import Publisher, VehiclePublisher, encode
+from mqttbridge.publish import Publisher, VehiclePublisher, encode, settle_lock
 from mqttbridge.statestore import StateStore
 
 log = logging.getLogger(__name__)
@@ -82,6 +94,10 @@ class VehicleContext(CommandTarget):
         self.runner = CommandRunner(self, poll_interval=commands.poll_interval, timeout=commands.timeout,
                                     refresh_delay=commands.refresh_delay, stopping=bridge.stopping,
                                     clock=bridge.clock)
+        saved = bridge.restored.get(self.vin)
+        if saved is not None and saved.root == self.root:
+            # the last run's status: battery rules and discovery have it before the first read
+            self.status = self.out.restore(self.vin, saved.topics)
 
     # --- reading ---------------------------------------------------------------------------------
 
@@ -103,6 +119,7 @@ class VehicleContext(CommandTarget):
                 raise
             self.failures = 0
             self.status = status
+            self.bridge.metrics.vehicle_read(self.vin, self.config.name, time.time())
             changed = self.out.status(status)
             self.set_available(True)
             if changed or not self.announced:
@@ -164,6 +181,12 @@ class VehicleContext(CommandTarget):
         self.out.lock_override = None
         self.out.lock()
 
+    def remember(self, execution: Execution) -> None:
+        self.bridge.journal.save(self.vin, execution)
+
+    def forget(self, execution: Execution) -> None:
+        self.bridge.journal.remove(execution)
+
     def discovered(self) -> discovery.DiscoveredVehicle:
         return discovery.DiscoveredVehicle(
             vin=self.vin, name=self.config.name, root=self.root, info=self.info,
@@ -204,6 +227,7 @@ class AccountRuntime:
         for missing in wanted.values():
             log.error("account %s does not list the configured vehicle %s", self.account.name, missing.vin)
             self.bridge.event("vehicle_missing", account=self.account.name, vin=missing.vin)
+        self.bridge.resume_executions(self)
         self.listed.set()
         self.bridge.vehicles_changed()
 
@@ -221,6 +245,7 @@ class Bridge:
         self.publisher = Publisher(self.session)
         self.notifier = Notifier([NotifyTarget(n.type, n.url) for n in config.notify],
                                  interval=float(config.notify_interval))
+        self.metrics = Metrics(config.metrics)  # imports prometheus-client only when configured
         store = StateStore(config.state_dir)
         self.accounts = []
         for account in config.accounts:
@@ -229,10 +254,25 @@ class Bridge:
                                   reset=parse_clock(account.poll.budget_reset),
                                   reserve=account.poll.command_reserve, store=store)
             runtime = AccountRuntime(self, account, inner, ledger)
-            runtime.backend = BudgetedBackend(inner, ledger, on_change=lambda rt=runtime: self.publish_budget(rt))
+            runtime.backend = BudgetedBackend(
+                inner, ledger, on_change=lambda rt=runtime: self.publish_budget(rt),
+                on_call=lambda kind, result, name=account.name: self.metrics.vendor_call(name, kind, result))
             self.accounts.append(runtime)
         self.by_root: dict[str, VehicleContext] = {}
         self._lock = threading.Lock()
+        # what the previous run left: running executions, wrong unlock codes, the published state
+        self.journal = ExecutionJournal(store)
+        self._pending: dict[str, list[Execution]] = {}
+        for entry in self.journal.load():
+            self._pending.setdefault(entry.vin, []).append(entry.execution)
+        lockout = config.unlock_lockout
+        self.lockout = UnlockLockout(store, attempts=lockout.attempts, window=lockout.window_minutes * 60.0,
+                                     duration=lockout.minutes * 60.0)
+        self.lockout.load()
+        self.snapshot = SnapshotKeeper(store, self.publisher, self._snapshot_roots,
+                                       excluded=(f"{self.base}/bridge/", f"{config.homeassistant.prefix}/"))
+        self.restored: dict[str, SnapshotVehicle] = self._restore_snapshot()
+        self._settled = False
         self.pollers = [AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock)
                         for rt in self.accounts]
         self._sync_token = uuid.uuid4().hex
@@ -244,24 +284,99 @@ class Bridge:
     # --- life cycle --------------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.metrics.start(connected=self.session.connected.is_set)  # first: a taken port fails at once
         self.notifier.start()
+        self.snapshot.start()
         self.session.start()
         for poller in self.pollers:
             poller.start()
 
     def stop(self) -> None:
-        """Stop taking commands, publish ``offline`` by hand, disconnect."""
+        """Stop taking commands, publish ``offline`` by hand, disconnect.
+
+        Executions still running stay in the journal: the next start follows them to their end.
+        """
         self.stopping.set()
         for poller in self.pollers:
             poller.wake()
         for ctx in list(self.by_root.values()):
             ctx.runner.shutdown()
+        self.snapshot.stop()
         self.session.stop(offline_payload="offline")
         for rt in self.accounts:
             rt.backend.close()
         self.notifier.stop()
+        self.metrics.stop()
         for close in self.closers:
             close()
+
+    # --- what survives a restart -------------------------------------------------------------------
+
+    def _expected_root(self, account_name: str, vin: str) -> str | None:
+        """The root the configuration gives ``vin`` of that account now (None: no longer bridged)."""
+        account: AccountConfig | None = next((a for a in self.config.accounts if a.name == account_name), None)
+        if account is None:
+            return None
+        if not account.vehicles:
+            return f"{self.base}/{default_vehicle_name(vin)}"
+        vconfig = next((v for v in account.vehicles if v.vin.upper() == vin.upper()), None)
+        return self.config.root_topic(vconfig) if vconfig is not None else None
+
+    def _restore_snapshot(self) -> dict[str, SnapshotVehicle]:
+        """Seed the publisher with the last run's vehicle topics; the first connect publishes them."""
+        restored: dict[str, SnapshotVehicle] = {}
+        for saved in self.snapshot.load():
+            if self._expected_root(saved.account, saved.vin) != saved.root:
+                log.info("snapshot: %s is no longer bridged at %s; not republished", saved.vin, saved.root)
+                continue
+            topics = dict(saved.topics)
+            settle_lock(saved.root, topics)
+            self.publisher.restore(topics)
+            restored[saved.vin] = SnapshotVehicle(saved.vin, saved.account, saved.root, topics)
+        if restored:
+            log.info("snapshot: %d retained topics of %d vehicles to republish at connect",
+                     sum(len(s.topics) for s in restored.values()), len(restored))
+        return restored
+
+    def _snapshot_roots(self) -> dict[str, tuple[str, str]]:
+        """The vehicles whose topics the snapshot keeps: the bridged ones, and restored ones not yet listed."""
+        with self._lock:
+            roots = {vin: (saved.account, saved.root) for vin, saved in self.restored.items()}
+            roots.update({c.vin: (c.runtime.account.name, c.root) for c in self.by_root.values()})
+        return roots
+
+    def _settle_restored(self) -> None:
+        """Once every account listed its vehicles, a restored vehicle that is not bridged loses its topics."""
+        if not all(rt.listed.is_set() for rt in self.accounts):
+            return
+        with self._lock:
+            if self._settled:
+                return
+            self._settled = True
+            bridged = {c.vin for c in self.by_root.values()}
+            gone = [saved for vin, saved in self.restored.items() if vin not in bridged]
+            self.restored = {}
+            kept = [e for vin, pending in self._pending.items() if vin not in bridged for e in pending]
+        for saved in gone:
+            log.info("snapshot: %s is not listed any more; removing its %d topics", saved.vin, len(saved.topics))
+            for topic in saved.topics:
+                self.publisher.clear(topic)
+        if kept:
+            log.warning("%d running executions of the previous run are for vehicles not bridged now; kept for "
+                        "a later start", len(kept))
+
+    def resume_executions(self, runtime: AccountRuntime) -> None:
+        """Follow what the previous run left running for this account's vehicles; nothing is sent again."""
+        for ctx in list(runtime.vehicles):
+            with self._lock:
+                pending = self._pending.pop(ctx.vin, [])
+            for execution in sorted(pending, key=lambda e: e.received_at):
+                try:
+                    ctx.runner.resume(execution)
+                except Rejected as exc:  # two identical entries: the first one is followed
+                    log.warning("not resuming %s %s (request %s): %s", execution.command, execution.action,
+                                execution.request_id, exc)
+                    self.journal.remove(execution)
 
     # --- vehicles -----------------------------------------------------------------------------------
 
@@ -275,15 +390,20 @@ class Bridge:
             ctx.runtime.vehicles.append(ctx)
         self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
         log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
+        if ctx.status is not None:  # restored from the snapshot: Home Assistant gets its entities now
+            self.publish_discovery(ctx)
 
     def vehicles_changed(self) -> None:
         self.publish_info()
+        self._settle_restored()
         self._maybe_cleanup()
 
     def publish_budget(self, runtime: AccountRuntime) -> None:
         """The retained budget topic, and one alert when the day's reads run out."""
         snapshot = runtime.ledger.snapshot()
         self.publisher.retained(f"{self.base}/bridge/accounts/{runtime.account.name}/budget", encode(snapshot))
+        remaining = snapshot.get("remaining")
+        self.metrics.budget(runtime.account.name, remaining if isinstance(remaining, int) else None)
         exhausted = runtime.ledger.exhausted()
         if exhausted and not runtime.exhausted:
             self.event("budget_exhausted", account=runtime.account.name, used=snapshot["used"],
@@ -419,28 +539,47 @@ class Bridge:
             parsed = parse_command_payload(command, msg.payload)
             execution.request_id, execution.action = parsed.request_id, parsed.request.action
             execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
-            self._check(ctx, parsed)
+            self._check(ctx, parsed, msg.topic)
             ctx.runner.submit(parsed, execution)
         except Rejected as exc:
             execution.request_id = execution.request_id or _request_id_of(msg.payload)
             execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
             execution.status, execution.error = ExecutionStatus.REJECTED, str(exc)
-            log.warning("rejected %s on %s: %s", command, ctx.vin, exc)
+            # the audit trail: who asked what of which car, and why it was refused (never the code)
+            log.warning("rejected %s %s for %s (request %s, topic %s): %s", command, execution.action or "-",
+                        ctx.vin, execution.request_id, msg.topic, exc)
             self.publish_execution(ctx, execution)
             self.event("command_rejected", vin=ctx.vin, topic=msg.topic, command=command,
-                       request_id=execution.request_id, error=str(exc))
+                       action=execution.action or None, request_id=execution.request_id, error=str(exc))
             return
         if command == "lock":
-            log.info("accepted %s %s for %s (request %s)", command, parsed.request.action, ctx.vin,
-                     parsed.request_id)
+            log.info("accepted %s %s for %s (request %s, topic %s)", command, parsed.request.action, ctx.vin,
+                     parsed.request_id, msg.topic)
             self.event("command_accepted", vin=ctx.vin, topic=msg.topic, command=command,
                        action=parsed.request.action, request_id=parsed.request_id)
 
-    def _check(self, ctx: VehicleContext, parsed: ParsedCommand) -> None:
+    def _check(self, ctx: VehicleContext, parsed: ParsedCommand, topic: str) -> None:
         request = parsed.request
         if not ctx.info.supports(request.command, request.action):
             raise Rejected(f"this vehicle does not support {request.command} {request.action}")
-        check_unlock(parsed, ctx.config.allow_unlock, ctx.config.unlock_code)
+        if is_unlock(request) and ctx.config.allow_unlock:
+            refusal = self.lockout.refusal(ctx.vin)
+            if refusal is not None:  # even with the right code: no way to keep guessing
+                raise Rejected(refusal)
+        try:
+            check_unlock(parsed, ctx.config.allow_unlock, ctx.config.unlock_code)
+        except WrongCode as exc:
+            until = self.lockout.wrong_code(ctx.vin)
+            if until is None:
+                raise
+            refusal = self.lockout.refusal(ctx.vin) or "locked out"
+            log.warning("unlocking %s is %s (request %s, topic %s)", ctx.vin, refusal, parsed.request_id, topic)
+            self.event("unlock_locked_out", vin=ctx.vin, root=ctx.root, topic=topic, request_id=parsed.request_id,
+                       attempts=self.lockout.attempts, until=iso(datetime.fromtimestamp(until, UTC)),
+                       minutes=self.config.unlock_lockout.minutes)
+            raise Rejected(f"{exc}; {refusal}") from None
+        if is_unlock(request) and ctx.config.unlock_code is not None:
+            self.lockout.right_code(ctx.vin)
         if request.command == "force_refresh":
             reason = self.forced_read_refusal(ctx)
             if reason is not None:
@@ -466,6 +605,9 @@ class Bridge:
             self.publisher.transient(f"{base}/execution", record)
         if execution.response_topic and _valid_response_topic(execution.response_topic):
             self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
+        if execution.status.final:
+            self.metrics.command_finished(execution.command if known else "unknown", execution.status.value,
+                                          time.time() - execution.arrived)
         if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
             self.event("command_failed", account=ctx.runtime.account.name, vin=ctx.vin, command=execution.command,
                        status=execution.status.value, request_id=execution.request_id, error=execution.error)

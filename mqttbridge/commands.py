@@ -11,6 +11,7 @@ import hmac
 import json
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,13 @@ MAX_REQUEST_ID = 64
 
 class Rejected(Exception):
     """A command refused before the vendor is called; the message is the record's ``error``."""
+
+
+class WrongCode(Rejected):
+    """An unlock with a code that does not match: counted, so that guessing ends in a lockout."""
+
+#: the error of an execution a restarted bridge found without the vendor's confirmation (never resent)
+NOT_CONFIRMED = "the bridge restarted before the vendor confirmed the command; not sent again"
 
 
 # --- parsing -------------------------------------------------------------------------------------
@@ -156,10 +164,13 @@ def _new_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def is_unlock(request: CommandRequest) -> bool:
+    return request.command == "lock" and request.action == "UNLOCK"
+
+
 def check_unlock(parsed: ParsedCommand, allow_unlock: bool, unlock_code: str | None) -> None:
-    """The unlock rules: refused unless allowed, and with a code only the right one."""
-    request = parsed.request
-    if request.command != "lock" or request.action != "UNLOCK":
+    """The unlock rules: refused unless allowed, and with a code only the right one (``WrongCode``)."""
+    if not is_unlock(parsed.request):
         return
     if not allow_unlock:
         raise Rejected("unlocking is not allowed for this vehicle (allow_unlock is false)")
@@ -167,7 +178,7 @@ def check_unlock(parsed: ParsedCommand, allow_unlock: bool, unlock_code: str | N
         if parsed.code is None:
             raise Rejected("this vehicle needs an unlock code: send {\"action\": \"UNLOCK\", \"code\": \"...\"}")
         if not hmac.compare_digest(parsed.code.encode(), unlock_code.encode()):
-            raise Rejected("wrong unlock code")
+            raise WrongCode("wrong unlock code")
 
 
 # --- execution -----------------------------------------------------------------------------------
@@ -192,6 +203,12 @@ class Execution:
     error: str | None = None
     response_topic: str | None = None
     correlation_data: bytes | None = None
+    #: the request's parameters (not published: kept so a restarted bridge knows what was sent)
+    params: dict[str, Any] = field(default_factory=dict)
+    #: identifies this execution in the journal of running executions (state_dir/executions.json)
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+    #: wall time it arrived, for the duration metric (a resumed one: its received_at)
+    arrived: float = field(default_factory=time.time)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -231,9 +248,35 @@ class CommandTarget:
     def lock_ended(self) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def remember(self, execution: Execution) -> None:
+        """Keep a running execution where a restarted bridge finds it (a no-op unless overridden)."""
+
+    def forget(self, execution: Execution) -> None:
+        """The execution ended: nothing to resume (a no-op unless overridden)."""
+
+
+def _duplicate_key(request: CommandRequest) -> tuple[str, str, str]:
+    return request.command, request.action, json.dumps(request.params, sort_keys=True)
+
+
+def _seconds_since(stamp: str) -> float:
+    """Seconds since an ISO time (0 when it cannot be read: then the full timeout applies)."""
+    try:
+        then = datetime.fromisoformat(stamp)
+    except (TypeError, ValueError):
+        return 0.0
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=UTC)
+    return max(0.0, (datetime.now(UTC) - then).total_seconds())
+
 
 class CommandRunner:
-    """One vehicle's commands, one at a time, each followed until the vendor says it ended."""
+    """One vehicle's commands, one at a time, each followed until the vendor says it ended.
+
+    A running execution is remembered (``CommandTarget.remember``) from before the vendor is called
+    until it ends, so that a bridge killed meanwhile follows it after its restart (``resume``)
+    instead of losing it, and never sends it twice.
+    """
 
     def __init__(self, target: CommandTarget, *, poll_interval: float, timeout: float, refresh_delay: float,
                  stopping: threading.Event, clock: Callable[[], float]):
@@ -249,13 +292,23 @@ class CommandRunner:
 
     def submit(self, parsed: ParsedCommand, execution: Execution) -> None:
         request = parsed.request
-        key = (request.command, request.action, json.dumps(request.params, sort_keys=True))
+        execution.params = dict(request.params)
+        self._claim(request, execution)
+        self._worker.submit(self._run, request, execution)
+
+    def resume(self, execution: Execution) -> None:
+        """Follow an execution that an earlier run of the bridge sent: never sent again."""
+        request = CommandRequest(execution.command, execution.action, dict(execution.params))
+        self._claim(request, execution)
+        self._worker.submit(self._run, request, execution, True)
+
+    def _claim(self, request: CommandRequest, execution: Execution) -> None:
+        key = _duplicate_key(request)
         with self._lock:
             running = self._active.get(key)
             if running is not None:
                 raise Rejected(f"an identical command is still running (request_id {running.request_id})")
             self._active[key] = execution
-        self._worker.submit(self._run, request, execution)
 
     def _update(self, execution: Execution, status: ExecutionStatus, *, error: str | None = None) -> None:
         execution.status = status
@@ -264,7 +317,11 @@ class CommandRunner:
             execution.error = error
         if status.final:
             self._release(execution)  # once its end is published the same command may come again
+        else:
+            self.target.remember(execution)  # before it is published: what others saw is on disk
         self.target.publish(execution)
+        if status.final:
+            self.target.forget(execution)
 
     def _release(self, execution: Execution) -> None:
         with self._lock:
@@ -272,11 +329,14 @@ class CommandRunner:
                 if active is execution:
                     del self._active[key]
 
-    def _run(self, request: CommandRequest, execution: Execution) -> None:
+    def _run(self, request: CommandRequest, execution: Execution, resumed: bool = False) -> None:
         is_lock = request.command == "lock"
         try:
             if request.command in ("refresh", "force_refresh"):
                 self._refresh(execution, force=request.command == "force_refresh")
+                return
+            if resumed:
+                self._resume(request, execution, is_lock)
                 return
             if is_lock:
                 self.target.lock_started(request.action)
@@ -299,6 +359,8 @@ class CommandRunner:
             self._update(execution, ExecutionStatus.EXECUTED)
 
     def _follow(self, request: CommandRequest, execution: Execution) -> None:
+        # on disk before the vendor hears of it: killed during the call, a restart must not resend it
+        self.target.remember(execution)
         try:
             started = self.target.execute(request)
         except UnsupportedError as exc:
@@ -313,14 +375,38 @@ class CommandRunner:
         if started.status not in (ExecutionStatus.UNKNOWN, last):
             last = started.status
         self._update(execution, last)
-        deadline = self.clock() + self.timeout
+        self._poll(request, execution, started, last, self.clock() + self.timeout)
+
+    def _resume(self, request: CommandRequest, execution: Execution, is_lock: bool) -> None:
+        """After a restart: without the vendor's event id the outcome is unknown, so FAILED; else follow it
+        from its last status until the timeout counted from when the command arrived."""
+        if execution.status.final:  # it ended as the previous run stopped: publish that end once more
+            self._update(execution, execution.status)
+            return
+        if not execution.event_id:
+            log.warning("%s %s (request %s) was sent by the previous run without a confirmation; not resent",
+                        request.command, request.action, execution.request_id)
+            self._update(execution, ExecutionStatus.FAILED, error=NOT_CONFIRMED)
+            return
+        log.info("resuming %s %s (request %s, event %s) at %s", request.command, request.action,
+                 execution.request_id, execution.event_id, execution.status.value)
+        if is_lock:
+            self.target.lock_started(request.action)
+        self.target.publish(execution)  # as it stood when the previous run ended
+        started = ExecutionUpdate(execution.status, execution.service or "", execution.event_id)
+        remaining = self.timeout - _seconds_since(execution.received_at)
+        self._poll(request, execution, started, execution.status, self.clock() + remaining)
+
+    def _poll(self, request: CommandRequest, execution: Execution, started: ExecutionUpdate,
+              last: ExecutionStatus, deadline: float) -> None:
         problems = 0
         while not last.final:
             if self.clock() >= deadline:
                 self._update(execution, ExecutionStatus.TIMED_OUT, error=self._timed_out(request))
                 return
             if self.stopping.wait(self.poll_interval):
-                log.info("stopping: %s %s left at %s", request.command, request.action, last.value)
+                log.info("stopping: %s %s left at %s (followed again at the next start)", request.command,
+                         request.action, last.value)
                 return
             try:
                 update = self.target.execution_status(started)

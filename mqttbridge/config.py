@@ -142,6 +142,24 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus metrics (off unless configured); loopback by default, as they are not authenticated."""
+
+    host: str = "127.0.0.1"
+    port: int = 9464
+
+
+@dataclass(frozen=True)
+class UnlockLockoutConfig:
+    """After ``attempts`` wrong unlock codes within ``window_minutes``, a vehicle's UNLOCK is refused for
+    ``minutes``, even with the right code (a four-digit code falls to 10,000 tries otherwise)."""
+
+    attempts: int = 3
+    window_minutes: int = 15
+    minutes: int = 15
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -152,6 +170,8 @@ class Config:
     accounts: tuple[AccountConfig, ...]
     notify: tuple[NotifyConfig, ...] = ()
     notify_interval: int = 3600
+    metrics: MetricsConfig | None = None
+    unlock_lockout: UnlockLockoutConfig = field(default_factory=UnlockLockoutConfig)
     source: Path | None = None
     warnings: tuple[str, ...] = ()
 
@@ -185,6 +205,11 @@ class Config:
             f"state_dir: {self.state_dir}",
             f"log_level: {self.log_level}",
         ]
+        if self.metrics is not None:
+            lines.append(f"metrics: http://{self.metrics.host}:{self.metrics.port}/metrics")
+        lockout = self.unlock_lockout
+        lines.append(f"unlock lockout: {lockout.minutes} min after {lockout.attempts} wrong codes within "
+                     f"{lockout.window_minutes} min")
         for account in self.accounts:
             server = f"server {account.base_url}" if account.base_url else f"region {account.region}"
             lines.append(
@@ -475,6 +500,27 @@ _NOTIFY = Key(
     },
 )
 
+_METRICS = Key(
+    "section",
+    nullable=True,
+    toggle=True,
+    build=MetricsConfig,
+    fields={
+        "host": Key("str", default="127.0.0.1", nonempty=True),
+        "port": Key("int", default=9464, minimum=1, maximum=65535),
+    },
+)
+
+_UNLOCK_LOCKOUT = Key(
+    "section",
+    build=UnlockLockoutConfig,
+    fields={
+        "attempts": Key("int", default=3, minimum=1, maximum=100),
+        "window_minutes": Key("int", default=15, minimum=1, maximum=7 * 24 * 60),
+        "minutes": Key("int", default=15, minimum=1, maximum=7 * 24 * 60),
+    },
+)
+
 SCHEMA = Key(
     "section",
     fields={
@@ -489,6 +535,8 @@ SCHEMA = Key(
         ),
         "notify": Key("list", default=(), item=_NOTIFY),
         "notify_interval": Key("int", default=3600, minimum=60, maximum=7 * 86400),
+        "metrics": _METRICS,
+        "unlock_lockout": _UNLOCK_LOCKOUT,
     },
 )
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Protocol
 
-from mqttbridge.model import VehicleStatus
+from mqttbridge.model import Location, VehicleStatus
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,23 @@ def lock_state(fields: dict[str, Any]) -> str | None:
     return LOCK_STATES.get(str(fields.get("door_lock_state", "")))
 
 
+def settle_lock(root: str, topics: dict[str, str]) -> None:
+    """A snapshot taken while a lock command ran says ``LOCKING``: use the car's state from the same
+    snapshot instead (a resumed command shows ``LOCKING`` again itself)."""
+    topic = f"{root}/lock"
+    if topics.get(topic) not in ("LOCKING", "UNLOCKING"):
+        return
+    try:
+        state = json.loads(topics.get(f"{root}/state", ""))
+    except ValueError:
+        state = None
+    real = lock_state(state) if isinstance(state, dict) else None
+    if real is None:
+        del topics[topic]
+    else:
+        topics[topic] = real
+
+
 class Publisher:
     """Remembers every retained payload it sent: a repeat is skipped, a reconnect sends all again."""
 
@@ -39,12 +58,21 @@ class Publisher:
         self._retained: dict[str, str] = {}
         self._lock = threading.Lock()
         self.sent = 0
+        #: bumped at every change of the retained set: the snapshot is saved only when it moved
+        self.version = 0
+        #: the session's connection state, when it has one (MqttSession does)
+        self._online: threading.Event | None = getattr(session, "connected", None)
 
     def retained(self, topic: str, payload: str, *, force: bool = False) -> bool:
         with self._lock:
             if not force and self._retained.get(topic) == payload:
                 return False
             self._retained[topic] = payload
+            self.version += 1
+        if self._online is not None and not self._online.is_set():
+            # kept for the next connect, which publishes everything after bridge/state "online"; sent now,
+            # paho would queue it and flush it first, before that "online" (and then twice)
+            return True
         self.session.publish(topic, payload, retain=True, qos=1)
         self.sent += 1
         return True
@@ -53,7 +81,19 @@ class Publisher:
         """Delete a retained message (an empty retained payload), e.g. a field the car stopped reporting."""
         with self._lock:
             self._retained.pop(topic, None)
+            self.version += 1
         self.session.publish(topic, b"", retain=True, qos=1)
+
+    def restore(self, items: Mapping[str, str]) -> None:
+        """Payloads a previous run published (the snapshot): known as retained without being sent now,
+        so the next (re)connect publishes them, and a read that finds the same values sends nothing."""
+        with self._lock:
+            for topic, payload in items.items():
+                self._retained.setdefault(topic, payload)
+
+    def retained_items(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._retained.items())
 
     def transient(self, topic: str, payload: str, *, correlation_data: bytes | None = None) -> None:
         self.session.publish(topic, payload, retain=False, qos=1, correlation_data=correlation_data)
@@ -100,6 +140,34 @@ class VehiclePublisher:
         self.publisher.retained(f"{root}/state", encode(state))
         self.lock()
         return True
+
+    def restore(self, vin: str, topics: Mapping[str, str]) -> VehicleStatus | None:
+        """The status a snapshot's ``<root>/state`` describes, remembered as published; None without one.
+
+        Remembering it lets the first read after a restart publish only what changed, and delete a
+        field the car no longer reports.
+        """
+        try:
+            state = json.loads(topics[f"{self.root}/state"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        if not isinstance(state, dict):
+            return None
+        fields = dict(state)
+        fetched = fields.pop("fetched_at", None)
+        location = fields.pop("location", None)
+        try:
+            where = None if location is None else Location(
+                float(location["latitude"]), float(location["longitude"]),
+                None if location.get("heading") is None else float(location["heading"]))
+            fetched_at = datetime.fromisoformat(fetched) if isinstance(fetched, str) else None
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return None
+        status = VehicleStatus(vin, fields, where, fetched_at)
+        self.fields = dict(fields)
+        if location is not None:
+            self.fields["location"] = location
+        return status
 
     def lock(self) -> None:
         word = self.lock_override or lock_state(self.fields)

@@ -1002,3 +1002,27 @@ def test_notify_targets() -> None:
 def test_default_names_from_vendor_vins_are_safe_topic_levels(vin: str, name: str) -> None:
     assert default_vehicle_name(vin) == name
     assert valid_topic(f"car/{default_vehicle_name(vin)}") is None
+
+
+def test_metrics_are_off_unless_configured_and_on_loopback_by_default() -> None:
+    assert parse(minimal()).metrics is None
+    assert parse(minimal(metrics=None)).metrics is None
+    on = parse(minimal(metrics=True)).metrics
+    assert on is not None and (on.host, on.port) == ("127.0.0.1", 9464)
+    custom = parse(minimal(metrics={"port": 9100})).metrics
+    assert custom is not None and (custom.host, custom.port) == ("127.0.0.1", 9100)
+    assert "metrics: http://127.0.0.1:9100/metrics" in parse(minimal(metrics={"port": 9100})).summary()
+    found = problems(minimal(metrics={"port": 0, "path": "/m"}))
+    assert has(found, "metrics.port", "between 1 and 65535"), found
+    assert has(found, "metrics.path", "unknown key"), found
+
+
+def test_unlock_lockout_defaults_and_bounds() -> None:
+    lockout = parse(minimal()).unlock_lockout
+    assert (lockout.attempts, lockout.window_minutes, lockout.minutes) == (3, 15, 15)
+    short = parse(minimal(unlock_lockout={"attempts": 5, "minutes": 2})).unlock_lockout
+    assert (short.attempts, short.window_minutes, short.minutes) == (5, 15, 2)
+    found = problems(minimal(unlock_lockout={"attempts": 0, "minutes": 0, "window": 5}))
+    assert has(found, "unlock_lockout.attempts", "between 1 and 100"), found
+    assert has(found, "unlock_lockout.minutes", "between 1 and"), found
+    assert has(found, "unlock_lockout.window", "did you mean 'window_minutes'?"), found

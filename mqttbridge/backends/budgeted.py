@@ -22,11 +22,14 @@ T = TypeVar("T")
 
 class BudgetedBackend(Backend):
     def __init__(self, inner: Backend, ledger: BudgetLedger, *,
-                 on_change: Callable[[], None] | None = None):
+                 on_change: Callable[[], None] | None = None,
+                 on_call: Callable[[str, str], None] | None = None):
         super().__init__(inner.account, inner.store, sleep=inner.sleep, clock=inner.clock, policy=inner.policy)
         self.inner = inner
         self.ledger = ledger
         self.on_change = on_change or (lambda: None)
+        #: told (kind, result) after every call that reached the backend: the metrics count them
+        self.on_call = on_call or (lambda kind, result: None)
 
     @property
     def provider(self) -> str:  # type: ignore[override]
@@ -46,9 +49,13 @@ class BudgetedBackend(Backend):
                 f"it resets at {self.ledger.resets_at().isoformat(timespec='minutes')}",
                 until=self.ledger.resets_at())
         self.ledger.spend(kind)
+        result = "error"
         try:
-            return func(*args, **kwargs)
+            value = func(*args, **kwargs)
+            result = "ok"
+            return value
         except RateLimitedError as exc:
+            result = "rate_limited"
             until = None
             if exc.retry_after is not None:
                 until = datetime.now().astimezone() + timedelta(seconds=exc.retry_after)
@@ -57,6 +64,7 @@ class BudgetedBackend(Backend):
                         (until or self.ledger.resets_at()).isoformat(timespec="minutes"))
             raise
         finally:
+            self.on_call(kind, result)
             self.on_change()
 
     def list_vehicles(self) -> list[VehicleInfo]:
