@@ -137,7 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from mqttbridge.demo import demo_bridge
+    from mqttbridge.demo import demo_bridge, finish_demo
 
     host, port = _broker(args.broker)
     bridge, lines = demo_bridge(host, port, args.base_topic, log_level=args.log_level or "INFO")
@@ -145,7 +145,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(line, flush=True)
     # the demo's own state is a throw-away temp folder; its heartbeat goes where `health` looks
     # (in the container image, STATE_DIRECTORY=/data)
-    return _serve(bridge, Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or bridge.config.state_dir))
+    try:
+        return _serve(bridge, Path(os.environ.get("STATE_DIRECTORY", "").split(":")[0] or bridge.config.state_dir))
+    finally:  # after the monitor's last heartbeat, which lands in that folder
+        print(finish_demo(bridge, keep=args.keep), flush=True)
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    """Retained topics outlive the bridge: this takes a base topic's, and its discovery configs, back."""
+    from mqttbridge.config import valid_topic
+    from mqttbridge.logsetup import setup_logging
+    from mqttbridge.purge import purge
+
+    setup_logging(args.log_level or "WARNING")
+    host, port = _broker(args.broker)
+    for option, topic in (("--base-topic", args.base_topic), ("--discovery-prefix", args.discovery_prefix)):
+        problem = valid_topic(topic)
+        if problem:
+            raise UsageError(f"{option} {topic!r}: {problem}")
+    print(purge(host, port, args.base_topic, prefix=args.discovery_prefix, force=args.force).summary())
+    return EXIT_OK
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -268,23 +287,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="simulator + bridge with demo cars, no configuration needed")
-    p.add_argument("--broker", default="localhost:1883", metavar="HOST:PORT")
-    p.add_argument("--base-topic", default="car")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    p.add_argument("--broker", default="localhost:1883", metavar="HOST:PORT",
+                   help="the MQTT broker to publish to (default localhost:1883)")
+    p.add_argument("--base-topic", default="car", metavar="BASE",
+                   help="the topic every demo topic lies under (default car)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                   help="how much to log on stderr (default INFO)")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the demo's retained topics and discovery configs on the broker at stop "
+                        "(default: they are deleted)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("purge", help="delete the retained topics under a base topic and the Home Assistant "
+                                     "discovery configs that point at it")
+    p.add_argument("--broker", required=True, metavar="HOST:PORT", help="the MQTT broker to clean")
+    p.add_argument("--base-topic", required=True, metavar="BASE",
+                   help="every retained topic under BASE/ is deleted (the bridge's mqtt.base_topic)")
+    p.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
+                   help="where Home Assistant reads discovery configs (default homeassistant); only configs "
+                        "naming a topic under BASE are deleted")
+    p.add_argument("--force", action="store_true",
+                   help="purge even while BASE/bridge/state says a bridge is online")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                   help="how much to log on stderr (default WARNING; DEBUG lists each deleted topic)")
+    p.set_defaults(func=cmd_purge)
 
     p = with_config(sub.add_parser("check-config", help="validate the configuration without any network"))
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("simulate", help="run the built-in vendor simulator (legacy BMW API)")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     p.add_argument("--vehicles", type=int, metavar="N", help="serve N demo vehicles")
     p.add_argument("--vehicle-dir", action="append", metavar="DIR",
                    help="serve a car from captures laid out as shared/fixtures/bmw_legacy/<model>/ (repeatable)")
     p.add_argument("--execution-step", type=float, default=1.0, metavar="S",
                    help="seconds per remote-service status step (default 1)")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper)
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                   help="how much to log on stderr (default INFO)")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("health", help="exit 0 if the daemon runs and is connected to its broker, else 1 and why")
