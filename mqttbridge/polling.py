@@ -1,9 +1,12 @@
 """Polling: each account on its own thread and interval, its vehicles read with bounded concurrency.
 
-The data sets (trips, charging profile, ...) have their own slower schedule. A failing vehicle is
-read again later and later (doubling, capped at an hour), a 429 waits for the vendor's
-``Retry-After``, and after ``offline_after`` failures in a row the vehicle's availability goes
-``offline`` until the next success. Nothing here ever reads faster than configured or spins.
+The data sets (trips, charging profile, ...) have their own slower schedule and their own small
+pool, so a data set that hangs never delays a status read. Reads run without waiting for each
+other: the account thread starts what is due and not already running, and a read that ends wakes
+it. A failing vehicle is read again later and later (doubling, capped at an hour), a 429 waits for
+the vendor's ``Retry-After``, and after ``offline_after`` failures in a row the vehicle's
+availability goes ``offline`` until the next success. Nothing here ever reads faster than
+configured or spins, and the account thread outlives any surprise (``alive`` says if it did not).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 3600.0
 LIST_RETRY_FIRST_S = 30.0
+#: data sets are slow and optional: one at a time per account, beside the status reads
+DATASET_WORKERS = 1
+#: the reads that share the ``max_parallel`` pool; every other kind is a data set
+STATUS_KINDS = ("status", "forced")
 
 
 def backoff(interval: float, failures: int, retry_after: float | None = None) -> float:
@@ -38,16 +45,31 @@ def backoff(interval: float, failures: int, retry_after: float | None = None) ->
 
 
 class AccountPoller:
-    def __init__(self, runtime: AccountRuntime, *, stopping: threading.Event,
-                 on_event: Callable[[str, dict[str, Any]], None], clock: Callable[[], float] = time.monotonic):
+    """One account's thread: lists its vehicles, then starts each read when due on a bounded pool."""
+
+    def __init__(
+        self,
+        runtime: AccountRuntime,
+        *,
+        stopping: threading.Event,
+        on_event: Callable[[str, dict[str, Any]], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.runtime = runtime
         self.stopping = stopping
         self.on_event = on_event
         self.clock = clock
         self._wake = threading.Event()
-        self._pool = ThreadPoolExecutor(max_workers=runtime.account.poll.max_parallel,
-                                        thread_name_prefix=f"poll-{runtime.account.name}")
-        self.thread = threading.Thread(target=self._loop, name=f"account-{runtime.account.name}", daemon=True)
+        name = runtime.account.name
+        self._pool = ThreadPoolExecutor(
+            max_workers=runtime.account.poll.max_parallel, thread_name_prefix=f"poll-{name}"
+        )
+        self._dataset_pool = ThreadPoolExecutor(max_workers=DATASET_WORKERS, thread_name_prefix=f"datasets-{name}")
+        #: (vin, kind) of every read queued or running: none is started twice
+        self._in_flight: set[tuple[str, str]] = set()
+        self._idle = threading.Condition()
+        self._died = False
+        self.thread = threading.Thread(target=self._loop, name=f"account-{name}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -55,44 +77,135 @@ class AccountPoller:
     def wake(self) -> None:
         self._wake.set()
 
+    def alive(self) -> bool:
+        """False only if the account thread ended while the bridge was not stopping (for the health check).
+
+        True before ``start``, while the thread runs, and after it ended because ``stopping`` was set.
+        """
+        if self._died:
+            return False
+        return self.thread.ident is None or self.thread.is_alive() or self.stopping.is_set()
+
+    def in_flight(self) -> set[tuple[str, str]]:
+        """The (vin, kind) of the reads queued or running now."""
+        with self._idle:
+            return set(self._in_flight)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no read is queued or running; False if ``timeout`` passed first."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._in_flight, timeout)
+
     def _wait(self, seconds: float) -> bool:
-        """Sleep until due, stopped (True) or woken (a new vehicle, a shutdown)."""
-        self._wake.clear()
+        """Sleep until due, stopped (True) or woken (a read ended, a shutdown).
+
+        The loop clears the wake-up before it looks at what is due, never here: a read that ends
+        in between must still cut this sleep short.
+        """
         if self.stopping.is_set():
             return True
         self._wake.wait(max(0.0, seconds))
         return self.stopping.is_set()
 
     def _loop(self) -> None:
+        try:
+            if self._discover():
+                self._schedule()
+        finally:
+            self._died = not self.stopping.is_set()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._dataset_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _account_error(self, error: str) -> None:
+        self.on_event("account_error", {"account": self.runtime.account.name, "error": error})
+
+    def _discover(self) -> bool:
+        """List the vehicles, again and again with back-off until it works; False if stopped first."""
+        name = self.runtime.account.name
         failures = 0
         while not self.stopping.is_set():
+            self._wake.clear()
             try:
                 self.runtime.discover()
-                break
+                return True
             except BackendError as exc:
                 failures += 1
                 delay = backoff(LIST_RETRY_FIRST_S, failures, getattr(exc, "retry_after", None))
-                log.error("account %s: cannot list vehicles: %s; trying again in %.0f s",
-                          self.runtime.account.name, exc, delay)
-                self.on_event("account_error", {"account": self.runtime.account.name, "error": str(exc)})
-                if self._wait(delay):
-                    return
+                log.error("account %s: cannot list vehicles: %s; trying again in %.0f s", name, exc, delay)
+                error = str(exc)
+            except Exception as exc:  # e.g. a corrupt token: the thread must not die while the daemon looks fine
+                failures += 1
+                delay = backoff(LIST_RETRY_FIRST_S, failures)
+                log.exception("account %s: listing vehicles failed unexpectedly; trying again in %.0f s", name, delay)
+                error = f"internal error ({type(exc).__name__}); see the bridge's log"
+            self._account_error(error)
+            if self._wait(delay):
+                return False
+        return False
+
+    def _schedule(self) -> None:
+        """Start what is due, sleep until the next is due or a read ends; a surprise backs off, never ends it."""
+        failures = 0
         while not self.stopping.is_set():
-            now = self.clock()
-            jobs = [(ctx, "status") for ctx in self.runtime.vehicles if ctx.next_status <= now]
-            jobs += [(ctx, "forced") for ctx in self.runtime.vehicles
-                     if ctx.next_forced is not None and ctx.next_forced <= now]
-            jobs += [(ctx, name) for ctx in self.runtime.vehicles for name, due in ctx.next_dataset.items()
-                     if due <= now]
-            if jobs:
-                list(self._pool.map(lambda job: self._read(*job), jobs))
-                continue
-            upcoming = [ctx.next_status for ctx in self.runtime.vehicles]
-            upcoming += [ctx.next_forced for ctx in self.runtime.vehicles if ctx.next_forced is not None]
-            upcoming += [due for ctx in self.runtime.vehicles for due in ctx.next_dataset.values()]
-            if self._wait((min(upcoming) if upcoming else 3600.0) - now):
+            self._wake.clear()  # before looking: a read ending from now on cuts the next wait short
+            try:
+                delay = self._start_due(self.clock())
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                delay = backoff(LIST_RETRY_FIRST_S, failures)
+                log.exception(
+                    "account %s: polling failed unexpectedly; trying again in %.0f s", self.runtime.account.name, delay
+                )
+                self._account_error(f"internal error ({type(exc).__name__}); see the bridge's log")
+            if self._wait(delay):
                 return
-        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _start_due(self, now: float) -> float:
+        """Submit every due read not already in flight; the seconds until the next one is due.
+
+        In-flight reads are left out of the next due time: their end wakes the loop, and only then
+        is their next time known (it is set before they leave ``_in_flight``).
+        """
+        flying = self.in_flight()  # first: a read not in it cannot change its time until we start it
+        vehicles = list(self.runtime.vehicles)
+        plan: list[tuple[VehicleContext, str, float]] = [(ctx, "status", ctx.next_status) for ctx in vehicles]
+        plan += [(ctx, "forced", ctx.next_forced) for ctx in vehicles if ctx.next_forced is not None]
+        plan += [(ctx, name, due) for ctx in vehicles for name, due in dict(ctx.next_dataset).items()]
+        upcoming: list[float] = []
+        for ctx, what, due in plan:
+            if (ctx.vin, what) in flying:
+                continue
+            if due <= now:
+                self._submit(ctx, what)
+            else:
+                upcoming.append(due)
+        return (min(upcoming) if upcoming else MAX_BACKOFF_S) - now
+
+    def _submit(self, ctx: VehicleContext, what: str) -> None:
+        key = (ctx.vin, what)
+        with self._idle:
+            self._in_flight.add(key)
+        pool = self._pool if what in STATUS_KINDS else self._dataset_pool
+        try:
+            pool.submit(self._run, ctx, what)
+        except RuntimeError:  # the pool is shut down: the poller is stopping
+            self._finished(key)
+
+    def _run(self, ctx: VehicleContext, what: str) -> None:
+        try:
+            self._read(ctx, what)
+        except Exception:  # _read handles the vehicle's errors; this is a bug in the handling itself
+            log.exception("%s: handling the %s read failed; next try in %.0f s", ctx.vin, what, MAX_BACKOFF_S)
+            self._set_next(ctx, what, MAX_BACKOFF_S)  # else it would be due again at once: a spin
+        finally:
+            self._finished((ctx.vin, what))
+
+    def _finished(self, key: tuple[str, str]) -> None:
+        with self._idle:
+            self._in_flight.discard(key)
+            self._idle.notify_all()
+        self._wake.set()
 
     @staticmethod
     def _until(moment: Any) -> float:
@@ -116,8 +229,14 @@ class AccountPoller:
             else:
                 ctx.read_dataset(what)
         except UnsupportedError as exc:
+            if what == "status":  # a status is never optional: read again later, not at once
+                self._failed(ctx, what, exc)
+                return
             log.info("%s: %s; not asking again", ctx.vin, exc)
-            ctx.next_dataset.pop(what, None)
+            if what == "forced":
+                ctx.next_forced = None
+            else:
+                ctx.next_dataset.pop(what, None)
             return
         except BackendError as exc:
             self._failed(ctx, what, exc)
@@ -133,16 +252,20 @@ class AccountPoller:
         else:
             ctx.next_dataset[what] = self.clock() + account.poll.datasets_interval
 
+    def _set_next(self, ctx: VehicleContext, what: str, delay: float) -> None:
+        moment = self.clock() + delay
+        if what == "status":
+            ctx.next_status = moment
+        elif what == "forced":
+            ctx.next_forced = moment
+        else:
+            ctx.next_dataset[what] = moment
+
     def _failed(self, ctx: VehicleContext, what: str, exc: BackendError) -> None:
         account = self.runtime.account
         if isinstance(exc, BudgetExhaustedError):  # wait for the budget, not for a failing vendor
             wait = self._until(exc.until)
-            if what == "status":
-                ctx.next_status = self.clock() + wait
-            elif what == "forced":
-                ctx.next_forced = self.clock() + wait
-            else:
-                ctx.next_dataset[what] = self.clock() + wait
+            self._set_next(ctx, what, wait)
             log.info("%s: %s; next %s read in %.0f s", ctx.vin, exc, what, wait)
             return
         retry_after = exc.retry_after if isinstance(exc, RateLimitedError) else None

@@ -38,14 +38,24 @@ class FakeCar:
 
 
 class ScheduledPoller(AccountPoller):
-    """Waits advance a fake clock instead of sleeping; the test ends after ``rounds`` waits."""
+    """Waits advance a fake clock instead of sleeping; the test ends after ``rounds`` waits.
+
+    The reads run on the poller's pools: each wait first lets them end (real reads end long before
+    the next is due), and a read that ended after the loop looked wakes it without moving the
+    clock, as the real wait would.
+    """
 
     def __init__(self, *args, rounds: int, **kwargs):
         super().__init__(*args, **kwargs)
         self.rounds = rounds
         self.waits: list[float] = []
+        self.woken = 0
 
     def _wait(self, seconds: float) -> bool:
+        assert self.wait_idle(10), f"reads still running: {self.in_flight()}"
+        if self._wake.is_set():
+            self.woken += 1
+            return self.stopping.is_set()
         self.waits.append(seconds)
         self.clock.now += seconds
         if len(self.waits) >= self.rounds:
@@ -61,17 +71,23 @@ class Clock:
         return self.now
 
 
-def _poll(cars: list[FakeCar], rounds: int, force_interval: int | None = None,
-          events: list | None = None) -> ScheduledPoller:
+def _poll(
+    cars: list[FakeCar], rounds: int, force_interval: int | None = None, events: list | None = None
+) -> ScheduledPoller:
     clock = Clock()
     for car in cars:
         car.clock = clock
-    account = SimpleNamespace(name="a", poll=SimpleNamespace(interval=300, datasets_interval=3600, offline_after=3,
-                                                             max_parallel=2, force_interval=force_interval))
+    account = SimpleNamespace(
+        name="a",
+        poll=SimpleNamespace(
+            interval=300, datasets_interval=3600, offline_after=3, max_parallel=2, force_interval=force_interval
+        ),
+    )
     runtime = SimpleNamespace(account=account, vehicles=cars, discover=lambda: None, status_interval=lambda: 300.0)
     events = [] if events is None else events
-    poller = ScheduledPoller(runtime, stopping=threading.Event(), on_event=lambda k, d: events.append((k, d)),
-                             clock=clock, rounds=rounds)
+    poller = ScheduledPoller(
+        runtime, stopping=threading.Event(), on_event=lambda k, d: events.append((k, d)), clock=clock, rounds=rounds
+    )
     poller._loop()
     return poller
 
@@ -80,6 +96,8 @@ def test_reads_come_on_the_interval_and_the_poller_sleeps_in_between() -> None:
     cars = [FakeCar("A", datasets=("last_trip",)), FakeCar("B")]
     poller = _poll(cars, rounds=12)
     assert all(w > 0 for w in poller.waits), "a zero wait would be a spin"
+    reads = sum(len(car.reads) + len(car.dataset_reads) for car in cars)
+    assert poller.woken <= reads, "only a read that ended may cut a wait short"
     for car in cars:
         gaps = [b - a for a, b in pairwise(car.reads)]
         assert gaps and all(g >= 300 for g in gaps), gaps
