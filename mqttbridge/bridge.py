@@ -41,12 +41,12 @@ from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhausted
 from mqttbridge.lockout import UnlockLockout
 from mqttbridge.metrics import Metrics
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
-from mqttbridge.mqtt import Incoming, MqttSession
+from mqttbridge.mqtt import Incoming, MqttSession, SessionFactory
 from mqttbridge.normalize import iso
-from mqttbridge.persist import ExecutionJournal, SnapshotKeeper, SnapshotVehicle
+from mqttbridge.persist import ExecutionJournal, SnapshotKeeper, SnapshotVehicle, running_topics
 from mqttbridge.polling import AccountPoller
-from mqttbridge.publish import Publisher, VehiclePublisher, encode, settle_lock
-from mqttbridge.statestore import StateStore
+from mqttbridge.publish import Publisher, Throttled, VehiclePublisher, encode, settle_lock
+from mqttbridge.statestore import StateStore, take_set_aside
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,9 @@ EVENT_ALERTS = {
 #: after a command timed out at the bridge, the field that shows whether the car did act anyway
 OBSERVED_FIELD = {"lock": "door_lock_state", "climate": "air_control_is_on", "charging": "charging_status",
                   "charge_limit": "ev_charge_limits_ac"}
+
+#: the retained budget topic is republished at most this often (a change waits at most this long)
+BUDGET_INTERVAL_S = 5.0
 
 #: Home Assistant's birth message triggers a discovery republish after a random delay (its docs)
 HA_ONLINE_DELAY_S = (1.0, 5.0)
@@ -90,6 +93,11 @@ class VehicleContext(CommandTarget):
         self.next_forced: float | None = (bridge.clock() + force_interval
                                           if force_interval and info.supports("force_refresh") else None)
         self._read_lock = threading.Lock()
+        #: reads started so far, and the count when a lock command's produced state was shown: only a read
+        #: that started after the vendor's EXECUTED may replace that state (an older one would show the past)
+        self._reads_started = 0
+        self._lock_shown_at: int | None = None
+        self._lock_state = threading.Lock()
         commands = runtime.account.commands
         self.runner = CommandRunner(self, poll_interval=commands.poll_interval, timeout=commands.timeout,
                                     refresh_delay=commands.refresh_delay, stopping=bridge.stopping,
@@ -103,6 +111,9 @@ class VehicleContext(CommandTarget):
 
     def read_status(self, *, force: bool = False) -> VehicleStatus:
         with self._read_lock:  # a refresh command and the poller never read the same car at once
+            with self._lock_state:
+                self._reads_started += 1
+                started = self._reads_started
             try:
                 status = self.runtime.backend.read_status(self.info, force=force)
             except BudgetExhaustedError:
@@ -120,7 +131,12 @@ class VehicleContext(CommandTarget):
             self.failures = 0
             self.status = status
             self.bridge.metrics.vehicle_read(self.vin, self.config.name, time.time())
-            changed = self.out.status(status)
+            with self._lock_state:  # with lock_started: the lock topic never goes back to the old state
+                if self._lock_shown_at is not None and started > self._lock_shown_at:
+                    self._lock_shown_at = None  # the car was read after the command: its state is the truth
+                    self.out.lock_override = None
+                changed = self.out.status(status)
+                self.out.lock()  # also when nothing else changed: a shown LOCKED gives way to the car's state
             self.set_available(True)
             if changed or not self.announced:
                 self.bridge.publish_discovery(self)
@@ -174,12 +190,24 @@ class VehicleContext(CommandTarget):
         self.bridge.publish_execution(self, execution)
 
     def lock_started(self, action: str) -> None:
-        self.out.lock_override = "LOCKING" if action == "LOCK" else "UNLOCKING"
-        self.out.lock()
+        with self._lock_state:
+            self._lock_shown_at = None
+            self.out.lock_override = "LOCKING" if action == "LOCK" else "UNLOCKING"
+            self.out.lock()
+
+    def lock_executed(self, action: str) -> None:
+        """The vendor said EXECUTED: show LOCKED/UNLOCKED now, not after the re-read (``refresh_delay``)."""
+        with self._lock_state:
+            self._lock_shown_at = self._reads_started
+            self.out.lock_override = "LOCKED" if action == "LOCK" else "UNLOCKED"
+            self.out.lock()
 
     def lock_ended(self) -> None:
-        self.out.lock_override = None
-        self.out.lock()
+        """A produced state stays until a read confirms or corrects it; a transition word never outlives it."""
+        with self._lock_state:
+            if self._lock_shown_at is None:
+                self.out.lock_override = None
+                self.out.lock()
 
     def remember(self, execution: Execution) -> None:
         self.bridge.journal.save(self.vin, execution)
@@ -205,6 +233,8 @@ class AccountRuntime:
     vehicles: list[VehicleContext] = field(default_factory=list)
     listed: threading.Event = field(default_factory=threading.Event)
     exhausted: bool = False
+    #: publishes the retained budget topic, coalescing bursts
+    budget_out: Throttled = field(default_factory=lambda: Throttled(lambda: None, 0.0))
 
     @property
     def policy(self) -> ForcedReadPolicy:
@@ -234,14 +264,17 @@ class AccountRuntime:
 
 class Bridge:
     def __init__(self, config: Config, *, backends: dict[str, Backend] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, session_factory: SessionFactory = MqttSession):
         self.config = config
         self.clock = clock
         self.base = config.mqtt.base_topic
         self.stopping = threading.Event()
         self.started_at = iso(datetime.now(UTC))
-        self.session = MqttSession(config.mqtt, will_topic=f"{self.base}/bridge/state",
-                                   on_connect=self._connected, on_message=self._message)
+        #: told True/False whenever the broker session comes up or goes down (the service heartbeat)
+        self.connection_listeners: list[Callable[[bool], None]] = []
+        self.session = session_factory(config.mqtt, will_topic=f"{self.base}/bridge/state",
+                                       on_connect=self._connected, on_message=self._message,
+                                       on_disconnect=self._disconnected)
         self.publisher = Publisher(self.session)
         self.notifier = Notifier([NotifyTarget(n.type, n.url) for n in config.notify],
                                  interval=float(config.notify_interval))
@@ -254,6 +287,8 @@ class Bridge:
                                   reset=parse_clock(account.poll.budget_reset),
                                   reserve=account.poll.command_reserve, store=store)
             runtime = AccountRuntime(self, account, inner, ledger)
+            runtime.budget_out = Throttled(lambda rt=runtime: self._publish_budget_topic(rt), BUDGET_INTERVAL_S,
+                                           name=f"budget-{account.name}")
             runtime.backend = BudgetedBackend(
                 inner, ledger, on_change=lambda rt=runtime: self.publish_budget(rt),
                 on_call=lambda kind, result, name=account.name: self.metrics.vendor_call(name, kind, result))
@@ -278,6 +313,7 @@ class Bridge:
         self._sync_token = uuid.uuid4().hex
         self._seen_discovery: dict[str, bytes] = {}
         self._cleanup_state = "pending"  # pending -> collecting -> collected -> done
+        self._discovery_pending = False
         #: called last at stop (the demo's simulator)
         self.closers: list[Callable[[], None]] = []
 
@@ -301,6 +337,8 @@ class Bridge:
             poller.wake()
         for ctx in list(self.by_root.values()):
             ctx.runner.shutdown()
+        for rt in self.accounts:
+            rt.budget_out.flush()
         self.snapshot.stop()
         self.session.stop(offline_payload="offline")
         for rt in self.accounts:
@@ -331,6 +369,8 @@ class Bridge:
                 continue
             topics = dict(saved.topics)
             settle_lock(saved.root, topics)
+            for execution in self._pending.get(saved.vin, []):
+                topics.update(running_topics(saved.root, execution))
             self.publisher.restore(topics)
             restored[saved.vin] = SnapshotVehicle(saved.vin, saved.account, saved.root, topics)
         if restored:
@@ -388,29 +428,45 @@ class Bridge:
                 return
             self.by_root[ctx.root] = ctx
             ctx.runtime.vehicles.append(ctx)
-        self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
+        if not self._under_base_wildcard(ctx.root):  # else <base>/+/+/set has it: subscribed twice, served twice
+            self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
         log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
         if ctx.status is not None:  # restored from the snapshot: Home Assistant gets its entities now
             self.publish_discovery(ctx)
 
+    def _under_base_wildcard(self, root: str) -> bool:
+        prefix = f"{self.base}/"
+        return root.startswith(prefix) and "/" not in root[len(prefix):]
+
     def vehicles_changed(self) -> None:
+        self._report_set_aside()  # e.g. a token file found unreadable while the account logged in
         self.publish_info()
         self._settle_restored()
         self._maybe_cleanup()
 
+    def _budget_topic(self, runtime: AccountRuntime) -> str:
+        return f"{self.base}/bridge/accounts/{runtime.account.name}/budget"
+
     def publish_budget(self, runtime: AccountRuntime) -> None:
-        """The retained budget topic, and one alert when the day's reads run out."""
+        """At each call counted: the metric, one alert when the day's reads run out, and the retained topic,
+        at most every ``BUDGET_INTERVAL_S`` (a command's status checks would republish it every second)."""
         snapshot = runtime.ledger.snapshot()
-        self.publisher.retained(f"{self.base}/bridge/accounts/{runtime.account.name}/budget", encode(snapshot))
         remaining = snapshot.get("remaining")
         self.metrics.budget(runtime.account.name, remaining if isinstance(remaining, int) else None)
         exhausted = runtime.ledger.exhausted()
         if exhausted and not runtime.exhausted:
             self.event("budget_exhausted", account=runtime.account.name, used=snapshot["used"],
                        limit=snapshot["limit"], resets_at=snapshot["resets_at"])
-        runtime.exhausted = exhausted
+        urgent, runtime.exhausted = exhausted != runtime.exhausted, exhausted
+        runtime.budget_out(now=urgent)
+
+    def _publish_budget_topic(self, runtime: AccountRuntime) -> None:
+        self.publisher.retained(self._budget_topic(runtime), encode(runtime.ledger.snapshot()))
 
     def publish_info(self) -> None:
+        self.publisher.retained(f"{self.base}/bridge/info", self._info())
+
+    def _info(self) -> str:
         info = {
             "version": __version__,
             "started_at": self.started_at,
@@ -421,39 +477,66 @@ class Bridge:
                 for c in sorted(self.by_root.values(), key=lambda c: c.root)
             ],
         }
-        self.publisher.retained(f"{self.base}/bridge/info", encode(info))
+        return encode(info)
 
     # --- MQTT events (the dispatcher thread) ------------------------------------------------------------
 
     def _connected(self) -> None:
         log.info("connected to the broker %s:%s", self.config.mqtt.host, self.config.mqtt.port)
-        self.publisher.retained(f"{self.base}/bridge/state", "online", force=True)
+        self._tell_listeners(True)  # first: whoever sees "online" finds a heartbeat that says connected
+        # bridge/state is not in the publisher's table: republish_all below would send "online" twice
+        self.session.publish(f"{self.base}/bridge/state", "online", retain=True, qos=1)
         subs = [self.config.homeassistant.status_topic] if self.config.homeassistant.discovery != "off" else []
-        self.session.subscribe(subs)
+        # commands for vehicles we do not bridge get an answer too (item: no silent drop)
+        subs.append(f"{self.base}/+/+/set")
+        self.session.subscribe(subs, retain_as_published=True)
         if self._cleanup_state == "pending":
             self._cleanup_state = "collecting"
             prefix = self.config.homeassistant.prefix
             self.session.subscribe([f"{prefix}/device/+/config", f"{prefix}/+/+/+/config",
                                     f"{self.base}/bridge/sync/{self._sync_token}"])
             self.session.publish(f"{self.base}/bridge/sync/{self._sync_token}", "sync", retain=False)
-        self.publish_info()
+        # known as retained without being sent: republish_all sends everything exactly once
+        self.publisher.remember(f"{self.base}/bridge/info", self._info())
         for runtime in self.accounts:
             if runtime.account.poll.daily_budget is not None:
-                self.publish_budget(runtime)
+                self.publisher.remember(self._budget_topic(runtime), encode(runtime.ledger.snapshot()))
         for topic, payload in self._bridge_discovery():
-            self.publisher.retained(topic, payload)
+            self.publisher.remember(topic, payload)
         count = self.publisher.republish_all()
         log.info("published %d retained topics", count)
+        self._report_set_aside()
+
+    def _report_set_aside(self) -> None:
+        """State files that could not be read (set aside, the bridge went on without them): said on the event
+        topic too, since a log line alone is easy to miss. Only once connected: events are not retained."""
+        if not self.session.connected.is_set():
+            return
+        for path, aside, reason in take_set_aside():
+            self.event("state_file_set_aside", file=str(path), set_aside_as=str(aside) if aside else None,
+                       reason=reason)
+
+    def _disconnected(self, _reason: str) -> None:
+        self._tell_listeners(False)
+
+    def _tell_listeners(self, connected: bool) -> None:
+        for listener in list(self.connection_listeners):
+            try:
+                listener(connected)
+            except Exception:  # a listener (the heartbeat) must not stop the bridge from publishing
+                log.exception("a connection listener failed")
+
+    def alive(self) -> bool:
+        """Every loop the bridge needs still runs (a dead account thread makes the daemon unhealthy)."""
+        if self.stopping.is_set():
+            return True
+        return self.session.alive() and all(poller.alive() for poller in self.pollers)
 
     def _message(self, msg: Incoming) -> None:
         topic = msg.topic
         if topic == self.config.homeassistant.status_topic:
             if msg.payload.strip().lower() == b"online":
-                delay = random.uniform(*HA_ONLINE_DELAY_S)
-                log.info("Home Assistant is online: discovery again in %.1f s", delay)
-                timer = threading.Timer(delay, self.republish_discovery)
-                timer.daemon = True
-                timer.start()
+                self._schedule_discovery()
             return
         if topic == f"{self.base}/bridge/sync/{self._sync_token}":
             self._cleanup_state = "collected"
@@ -504,7 +587,22 @@ class Bridge:
         return discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant, version=__version__,
                                           budget_accounts=budgets)
 
+    def _schedule_discovery(self) -> None:
+        """One pending republish at most: a burst of birth messages must not republish everything each time."""
+        with self._lock:
+            if self._discovery_pending:
+                log.debug("Home Assistant is online again: a discovery republish is already pending")
+                return
+            self._discovery_pending = True
+        delay = random.uniform(*HA_ONLINE_DELAY_S)
+        log.info("Home Assistant is online: discovery again in %.1f s", delay)
+        timer = threading.Timer(delay, self.republish_discovery)
+        timer.daemon = True
+        timer.start()
+
     def republish_discovery(self) -> None:
+        with self._lock:
+            self._discovery_pending = False
         if self.stopping.is_set():
             return
         for topic, payload in self._bridge_discovery():
@@ -523,6 +621,7 @@ class Bridge:
         ctx = self.by_root.get(root)
         log.debug("command on %s (%d bytes, retain %s)", msg.topic, len(msg.payload), msg.retain)
         if ctx is None:
+            self._unknown_vehicle(msg, root, command)
             return
         if msg.retain:
             if not msg.payload:
@@ -535,28 +634,66 @@ class Bridge:
         if self.stopping.is_set():
             return
         execution = Execution(request_id="", command=command, action="")
+        fence = self._response_topic_problem(msg.response_topic)
+        if fence is None:
+            execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
         try:
             parsed = parse_command_payload(command, msg.payload)
             execution.request_id, execution.action = parsed.request_id, parsed.request.action
-            execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
+            if fence is not None:
+                raise Rejected(fence)
             self._check(ctx, parsed, msg.topic)
             ctx.runner.submit(parsed, execution)
         except Rejected as exc:
             execution.request_id = execution.request_id or _request_id_of(msg.payload)
-            execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
             execution.status, execution.error = ExecutionStatus.REJECTED, str(exc)
             # the audit trail: who asked what of which car, and why it was refused (never the code)
             log.warning("rejected %s %s for %s (request %s, topic %s): %s", command, execution.action or "-",
                         ctx.vin, execution.request_id, msg.topic, exc)
-            self.publish_execution(ctx, execution)
+            # A refusal never reached the vendor: while an execution of this command is queued or running,
+            # <cmd>/execution and /status stay that execution's (the refusal goes to the event and the
+            # response topic only), so a double tap never shows REJECTED while the car is locking.
+            running = ctx.runner.busy(command)
+            self.publish_execution(ctx, execution, retained=not running)
             self.event("command_rejected", vin=ctx.vin, topic=msg.topic, command=command,
-                       action=execution.action or None, request_id=execution.request_id, error=str(exc))
+                       action=execution.action or None, request_id=execution.request_id, error=str(exc),
+                       retained=not running)
             return
         if command == "lock":
             log.info("accepted %s %s for %s (request %s, topic %s)", command, parsed.request.action, ctx.vin,
                      parsed.request_id, msg.topic)
             self.event("command_accepted", vin=ctx.vin, topic=msg.topic, command=command,
                        action=parsed.request.action, request_id=parsed.request_id)
+
+    def _unknown_vehicle(self, msg: Incoming, root: str, command: str) -> None:
+        """A command under the base topic for a vehicle nobody bridges: said on bridge/event, not dropped."""
+        if msg.retain or not msg.payload or self.stopping.is_set() or root == f"{self.base}/bridge":
+            return
+        roots = sorted(self.by_root)
+        error = f"no vehicle is bridged at {root}; bridged: {', '.join(roots) or 'none yet'}"
+        request_id = _request_id_of(msg.payload)
+        log.warning("command on %s (request %s): %s", msg.topic, request_id, error)
+        self.event("command_rejected", topic=msg.topic, command=command, request_id=request_id, error=error)
+        if msg.response_topic and self._response_topic_problem(msg.response_topic) is None:
+            record = Execution(request_id=request_id, command=command, action="", status=ExecutionStatus.REJECTED,
+                               error=error)
+            self.publisher.transient(msg.response_topic, encode(record.record()),
+                                     correlation_data=msg.correlation_data)
+
+    def _response_topic_problem(self, topic: str | None) -> str | None:
+        """Why an MQTT 5 response topic is refused: the bridge never publishes its records onto its own topics
+        (a response topic of ``<root>/charging_profile/set`` would make the record a command)."""
+        if topic is None:
+            return None
+        problem = valid_topic(topic)
+        if problem is not None:
+            return f"the response topic {topic[:80]!r} {problem}"
+        owned = {self.base, self.config.homeassistant.prefix, *self.by_root}
+        for prefix in sorted(owned):
+            if topic == prefix or topic.startswith(f"{prefix}/"):
+                return f"the response topic {topic[:80]!r} is under {prefix}/, which the bridge publishes to; " \
+                       "use a topic of your own"
+        return None
 
     def _check(self, ctx: VehicleContext, parsed: ParsedCommand, topic: str) -> None:
         request = parsed.request
@@ -594,18 +731,22 @@ class Bridge:
             reason = "the daily call budget has no room for a forced read"
         return reason
 
-    def publish_execution(self, ctx: VehicleContext, execution: Execution) -> None:
+    def publish_execution(self, ctx: VehicleContext, execution: Execution, *, retained: bool = True) -> None:
+        """The record on ``<cmd>/execution`` and ``/status`` (unless ``retained`` is False: a refusal while
+        another execution of the command runs) and on the request's response topic."""
         record = encode(execution.record())
         known = execution.command in _KNOWN_COMMANDS
         base = f"{ctx.root}/{execution.command}"
-        if known:
+        if known and retained:
             self.publisher.retained(f"{base}/execution", record)
             self.publisher.retained(f"{base}/status", execution.status.value)
-        else:  # a made-up command name gets an answer but leaves no retained topic behind
+        elif not known:  # a made-up command name gets an answer but leaves no retained topic behind
             self.publisher.transient(f"{base}/execution", record)
-        if execution.response_topic and _valid_response_topic(execution.response_topic):
+        if execution.response_topic and self._response_topic_problem(execution.response_topic) is None:
             self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
         if execution.status.final:
+            if execution.status is not ExecutionStatus.REJECTED:  # refusals: _command and the runner log them
+                _log_outcome(ctx, execution)
             self.metrics.command_finished(execution.command if known else "unknown", execution.status.value,
                                           time.time() - execution.arrived)
         if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
@@ -632,13 +773,17 @@ def _request_id_of(payload: bytes) -> str:
     """Echo a request_id even when the rest of the payload was refused."""
     try:
         value = json.loads(payload).get("request_id")
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):  # junk: a request id of our own
         value = None
     if isinstance(value, str | int) and not isinstance(value, bool) and 0 < len(str(value)) <= 64:
         return str(value)
     return uuid.uuid4().hex[:12]
 
 
-def _valid_response_topic(topic: str) -> bool:
-    return valid_topic(topic) is None
+def _log_outcome(ctx: VehicleContext, execution: Execution) -> None:
+    """Each command's end in the daemon log too (the audit trail; never the unlock code)."""
+    level = logging.INFO if execution.status is ExecutionStatus.EXECUTED else logging.WARNING
+    error = f": {execution.error}" if execution.error else ""
+    log.log(level, "%s %s %s for %s at %s (request %s, event %s)%s", execution.command, execution.action or "-",
+            execution.status.value, ctx.vin, ctx.root, execution.request_id, execution.event_id or "-", error)
 

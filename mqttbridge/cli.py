@@ -56,12 +56,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
     path = _config_path(args)
     config = load_config(path)
+    _check_providers(config)
     print(f"{path}: valid")
     for line in config.summary():
         print(f"  {line}")
     for warning in config.warnings:
         print(f"warning: {warning}")
     return EXIT_OK
+
+
+def _check_providers(config: Any) -> None:
+    """A configuration is only valid here if each account's backend can be loaded (its extra installed)."""
+    from mqttbridge.backends.registry import backend_class
+
+    problems = []
+    for index, account in enumerate(config.accounts):
+        try:
+            backend_class(account.provider)
+        except MqttBridgeError as exc:
+            problems.append(f"accounts[{index}].provider: {exc}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -114,8 +129,10 @@ def _serve(bridge, state_dir: Path) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    monitor = ServiceMonitor(state_dir, connected=bridge.session.connected.is_set, alive=bridge.alive)
+    # written before "online" is published, so whoever sees "online" finds a heartbeat saying connected
+    bridge.connection_listeners.append(lambda _connected: monitor.poke())
     bridge.start()
-    monitor = ServiceMonitor(state_dir, connected=bridge.session.connected.is_set)
     monitor.start()
     monitor.ready()
     try:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from mqttbridge.charging_profile import ProfileError, check_profile
 from mqttbridge.errors import BackendError, UnsupportedError
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate
 from mqttbridge.normalize import iso
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_PAYLOAD = 4096
 MAX_REQUEST_ID = 64
+#: JSON nesting accepted on a command topic (a charging profile needs 4); deeper is junk, and would make
+#: the parser recurse until ``RecursionError``
+MAX_DEPTH = 8
 
 
 class Rejected(Exception):
@@ -119,10 +123,7 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
         if spec.needs_params:
             raise Rejected(f"{command} needs at least one of {', '.join(sorted(spec.json_keys))}")
         return ParsedCommand(CommandRequest(command, word), request_id=_new_id())
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise Rejected(f"payload is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    data = _load_json(text)
     if isinstance(data, str):
         return parse_command(command, data.encode())
     if not isinstance(data, dict):
@@ -136,6 +137,10 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
         profile = {k: v for k, v in data.items() if k != "request_id"}
         if not profile:
             raise Rejected(f"{command} needs a non-empty JSON object")
+        try:
+            check_profile(profile)
+        except ProfileError as exc:
+            raise Rejected(f"charging profile: {exc}") from None
         return ParsedCommand(CommandRequest(command, spec.default_action or "SET", {spec.object_param: profile}),
                              request_id)
     unknown = set(data) - spec.json_keys - {"action", "request_id"}
@@ -158,6 +163,51 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
     if spec.needs_params and not params:
         raise Rejected(f"{command} needs at least one of {', '.join(sorted(spec.json_keys))}")
     return ParsedCommand(CommandRequest(command, action.upper(), params), request_id, code)
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of objects and arrays in JSON text (brackets inside strings do not count)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]} is too large")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _load_json(text: str) -> Any:
+    """Strict JSON: no NaN or Infinity (the vendor would get them), no nesting deeper than ``MAX_DEPTH``."""
+    if _nesting(text) > MAX_DEPTH:
+        raise Rejected(f"the JSON payload is nested more than {MAX_DEPTH} levels deep")
+    try:
+        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise Rejected(f"payload is not valid JSON ({exc.msg} at position {exc.pos})") from None
+    except (ValueError, RecursionError) as exc:
+        raise Rejected(f"payload is not valid JSON ({exc})") from None
 
 
 def _new_id() -> str:
@@ -245,6 +295,10 @@ class CommandTarget:
     def lock_started(self, action: str) -> None:  # pragma: no cover
         raise NotImplementedError
 
+    def lock_executed(self, action: str) -> None:
+        """The vendor confirmed the lock command: show the state it produced until the car is read again
+        (a no-op unless overridden)."""
+
     def lock_ended(self) -> None:  # pragma: no cover
         raise NotImplementedError
 
@@ -300,7 +354,15 @@ class CommandRunner:
         """Follow an execution that an earlier run of the bridge sent: never sent again."""
         request = CommandRequest(execution.command, execution.action, dict(execution.params))
         self._claim(request, execution)
+        if request.command == "lock" and not execution.status.final and execution.event_id:
+            # now, not on the worker: the first read after the restart must not publish the old lock state
+            self.target.lock_started(request.action)
         self._worker.submit(self._run, request, execution, True)
+
+    def busy(self, command: str) -> bool:
+        """Whether an execution of ``command`` is queued or running (it owns the command's retained record)."""
+        with self._lock:
+            return any(key[0] == command for key in self._active)
 
     def _claim(self, request: CommandRequest, execution: Execution) -> None:
         key = _duplicate_key(request)
@@ -319,6 +381,8 @@ class CommandRunner:
             self._release(execution)  # once its end is published the same command may come again
         else:
             self.target.remember(execution)  # before it is published: what others saw is on disk
+        if status is ExecutionStatus.EXECUTED and execution.command == "lock":
+            self.target.lock_executed(execution.action)  # before the record: whoever reacts to it sees it
         self.target.publish(execution)
         if status.final:
             self.target.forget(execution)
@@ -364,6 +428,7 @@ class CommandRunner:
         try:
             started = self.target.execute(request)
         except UnsupportedError as exc:
+            log.warning("rejected %s %s (request %s): %s", request.command, request.action, execution.request_id, exc)
             self._update(execution, ExecutionStatus.REJECTED, error=str(exc))
             return
         except BackendError as exc:
@@ -390,8 +455,7 @@ class CommandRunner:
             return
         log.info("resuming %s %s (request %s, event %s) at %s", request.command, request.action,
                  execution.request_id, execution.event_id, execution.status.value)
-        if is_lock:
-            self.target.lock_started(request.action)
+        # LOCKING/UNLOCKING is shown already: resume() did it before this worker ran
         self.target.publish(execution)  # as it stood when the previous run ended
         started = ExecutionUpdate(execution.status, execution.service or "", execution.event_id)
         remaining = self.timeout - _seconds_since(execution.received_at)

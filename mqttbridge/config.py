@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from mqttbridge.errors import ConfigError
+from mqttbridge.logsetup import MIN_SECRET_LEN, mask_secrets, secret_pattern
 
 logger = logging.getLogger(__name__)
 
@@ -718,9 +719,8 @@ class _Walker:
 
     def redact(self, lines: list[str]) -> list[str]:
         """Hide any secret value that still reached a message, e.g. an env value also used for a port."""
-        for secret in sorted(self.secret_values, key=len, reverse=True):
-            lines = [line.replace(secret, "<redacted>") for line in lines]
-        return lines
+        pattern = secret_pattern(self.secret_values)
+        return [mask_secrets(line, pattern, "<redacted>") for line in lines]
 
     # -- dispatch ----------------------------------------------------------------------------------
 
@@ -849,6 +849,9 @@ class _Walker:
                 return _INVALID
         if key.secret and isinstance(value, str) and value:
             self.secret_values.add(value)
+            if len(value) < MIN_SECRET_LEN:
+                self.warnings.append(f"{_fmt_path(path)}: shorter than {MIN_SECRET_LEN} characters, too short to be "
+                                     "masked in logs safely (it would hide parts of ordinary words); use a longer one")
         if value is None or (value == "" and key.nullable):
             return None if key.nullable else self.error(path, "must not be null")
         try:

@@ -11,11 +11,14 @@ from pathlib import Path
 from mqttbridge.bridge import Bridge
 from mqttbridge.config import parse_config, valid_topic
 from mqttbridge.errors import MqttBridgeError
-from mqttbridge.logsetup import setup_logging
+from mqttbridge.logsetup import declare_public, setup_logging
 from mqttbridge.purge import remove_published, under
 from mqttbridge.simulator import SimulatorServer, demo_vehicles
 
 log = logging.getLogger(__name__)
+
+#: the simulator's public password (CONTRACT section 6); the demo uses it for the API key and secret too
+DEMO_PASSWORD = "demo"
 
 #: topic names for the four demo cars, in demo_vehicles() order
 DEMO_NAMES = ("i3", "i3_rex", "530e", "x1")
@@ -41,6 +44,8 @@ def demo_bridge(host: str, port: int, base_topic: str, *, log_level: str = "INFO
     if problem:
         raise MqttBridgeError(f"--base-topic: {problem}")
     setup_logging(log_level)
+    # the simulator's documented credentials are public: masking them would garble ordinary words
+    declare_public(DEMO_PASSWORD)
     check_broker(host, port)
     cars = demo_vehicles()
     simulator = SimulatorServer(cars, execution_step=2.0)
@@ -56,9 +61,9 @@ def demo_bridge(host: str, port: int, base_topic: str, *, log_level: str = "INFO
                 "provider": "bmw_legacy",
                 "base_url": simulator.url,
                 "username": "demo@example.com",
-                "password": "demo",
-                "api_key": "demo",
-                "api_secret": "demo",
+                "password": DEMO_PASSWORD,
+                "api_key": DEMO_PASSWORD,
+                "api_secret": DEMO_PASSWORD,
                 "retries": 2,
                 "poll": {"interval": 60},
                 "commands": {"poll_interval": 1, "timeout": 60, "refresh_delay": 0},

@@ -3,30 +3,66 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 
 _secrets: set[str] = set()
+#: values that look like secrets but are public (the demo's documented password ``demo``): never masked
+_public: set[str] = set()
 _lock = threading.Lock()
+_pattern: re.Pattern[str] | None = None
 MASK = "***"
-#: shorter strings would mask ordinary words (a PIN such as "1234" is still masked: 4 is the floor)
-_MIN_SECRET_LEN = 4
+#: shorter strings are not masked at all: they would hit ordinary words (a PIN such as "1234" is still masked)
+MIN_SECRET_LEN = 4
+#: a secret at least this long is masked wherever it appears; a shorter one only as a whole word, so that a
+#: password such as "demo" never masks part of "mqttbridge-demo-1"
+WHOLE_WORD_BELOW = 16
 
 
 def register_secret(value: str | None) -> None:
     """Mask ``value`` in every log line from now on (passwords, keys, tokens as they are obtained)."""
-    if value and len(value) >= _MIN_SECRET_LEN:
+    global _pattern
+    if value and len(value) >= MIN_SECRET_LEN:
         with _lock:
-            _secrets.add(value)
+            if value not in _public and value not in _secrets:
+                _secrets.add(value)
+                _pattern = None
+
+
+def declare_public(*values: str) -> None:
+    """Values that are documented and public (the demo's credentials): not masked even if registered."""
+    global _pattern
+    with _lock:
+        _public.update(values)
+        _secrets.difference_update(values)
+        _pattern = None
+
+
+def secret_pattern(secrets: set[str] | frozenset[str]) -> re.Pattern[str] | None:
+    """One regular expression for all ``secrets``: long ones anywhere, short ones as whole words only."""
+    if not secrets:
+        return None
+    parts = []
+    for secret in sorted(secrets, key=len, reverse=True):
+        escaped = re.escape(secret)
+        if len(secret) < WHOLE_WORD_BELOW:
+            escaped = rf"(?<![A-Za-z0-9_]){escaped}(?![A-Za-z0-9_])"
+        parts.append(escaped)
+    return re.compile("|".join(parts))
+
+
+def mask_secrets(text: str, pattern: re.Pattern[str] | None, mask: str = MASK) -> str:
+    return text if pattern is None else pattern.sub(mask, text)
 
 
 def redact(text: str) -> str:
+    global _pattern
     with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
+        if _pattern is None and _secrets:
+            _pattern = secret_pattern(_secrets)
+        pattern = _pattern
+    return mask_secrets(text, pattern)
 
 
 class RedactingFilter(logging.Filter):

@@ -15,7 +15,7 @@ import ssl
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
@@ -85,6 +85,29 @@ def connect_error_text(exc: OSError | None) -> str:
     if exc is not None:
         return exc.strerror or str(exc) or type(exc).__name__
     return "no details"
+
+
+class Session(Protocol):
+    """What the bridge needs of a broker session; tests give it an in-memory one."""
+
+    connected: threading.Event
+
+    def start(self) -> None: ...
+
+    def stop(self, *, offline_payload: str | None = "offline", timeout: float = 3.0) -> None: ...
+
+    def subscribe(self, topics: Iterable[str], qos: int = 1, *, retain_as_published: bool = False) -> None: ...
+
+    def unsubscribe(self, topic: str) -> None: ...
+
+    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
+                correlation_data: bytes | None = None) -> None: ...
+
+    def alive(self) -> bool: ...
+
+
+#: builds the session: ``factory(mqtt_config, will_topic=, on_connect=, on_message=, on_disconnect=)``
+SessionFactory = Callable[..., Session]
 
 
 class MqttSession:
@@ -229,6 +252,10 @@ class MqttSession:
             kwargs["clean_start"] = True
         self.client.connect_async(self.config.host, self.config.port, **kwargs)
         self.client.loop_start()
+
+    def alive(self) -> bool:
+        """False once the dispatcher thread died after the start: then no message is handled any more."""
+        return self._dispatcher is None or self._dispatcher.is_alive()
 
     def subscribe(self, topics: Iterable[str], qos: int = 1, *, retain_as_published: bool = False) -> None:
         """Remembered and renewed at every reconnect. ``retain_as_published`` (MQTT 5) keeps the retain

@@ -23,7 +23,7 @@ from typing import Any
 from mqttbridge.commands import Execution
 from mqttbridge.model import ExecutionStatus
 from mqttbridge.normalize import iso
-from mqttbridge.publish import Publisher
+from mqttbridge.publish import Publisher, encode
 from mqttbridge.statestore import StateStore
 
 log = logging.getLogger(__name__)
@@ -110,6 +110,22 @@ def _entry_from_json(key: str, data: Any) -> JournalEntry:
         arrived=_wall_time(received_at),
     )
     return JournalEntry(_required_str(data, "vin"), execution)
+
+
+def resumable(execution: Execution) -> bool:
+    """Whether a restarted bridge follows ``execution`` at the vendor (else it publishes its end at once)."""
+    return not execution.status.final and bool(execution.event_id)
+
+
+def running_topics(root: str, execution: Execution) -> dict[str, str]:
+    """The retained topics a journal entry stands for: its record, its status and, for a lock command the
+    restart follows, ``LOCKING``/``UNLOCKING``. They replace the snapshot's older values before anything
+    is published, so a restart never shows, even briefly, a state the running command already changed."""
+    base = f"{root}/{execution.command}"
+    topics = {f"{base}/execution": encode(execution.record()), f"{base}/status": execution.status.value}
+    if execution.command == "lock" and resumable(execution):
+        topics[f"{root}/lock"] = "LOCKING" if execution.action == "LOCK" else "UNLOCKING"
+    return topics
 
 
 def _wall_time(stamp: str) -> float:

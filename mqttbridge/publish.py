@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -76,6 +77,13 @@ class Publisher:
         self.session.publish(topic, payload, retain=True, qos=1)
         self.sent += 1
         return True
+
+    def remember(self, topic: str, payload: str) -> None:
+        """Known as retained without being sent now: for the connect handler, whose republish_all sends it."""
+        with self._lock:
+            if self._retained.get(topic) != payload:
+                self._retained[topic] = payload
+                self.version += 1
 
     def clear(self, topic: str) -> None:
         """Delete a retained message (an empty retained payload), e.g. a field the car stopped reporting."""
@@ -184,3 +192,49 @@ class VehiclePublisher:
             for key, value in data.items():
                 if value is not None:
                     self.publisher.retained(f"{self.root}/{name}/{key}", encode(value))
+
+
+class Throttled:
+    """Runs ``action`` at most once every ``interval`` seconds: a call within the interval is not lost but
+    coalesced into one run at its end, which then sees the latest state (the budget topic while a command
+    is polled every second)."""
+
+    def __init__(self, action: Callable[[], None], interval: float, *, name: str = "throttled"):
+        self.action = action
+        self.interval = interval
+        self.name = name
+        self._last: float | None = None
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *, now: bool = False) -> None:
+        """``now``: run at once whatever the interval (a change that must not wait, e.g. budget exhausted)."""
+        with self._lock:
+            moment = time.monotonic()
+            wait = 0.0 if now or self._last is None else self._last + self.interval - moment
+            if wait > 0:
+                if self._timer is None:
+                    self._timer = threading.Timer(wait, self._fire)
+                    self._timer.name = self.name
+                    self._timer.daemon = True
+                    self._timer.start()
+                return
+            self._last = moment
+        self.action()
+
+    def _fire(self) -> None:
+        with self._lock:
+            self._timer = None
+            self._last = time.monotonic()
+        try:
+            self.action()
+        except Exception:  # a timer thread has nobody to tell
+            log.exception("%s failed", self.name)
+
+    def flush(self) -> None:
+        """Run a pending call now (at stop: the last state is published, not lost with the timer)."""
+        with self._lock:
+            timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+            self.action()

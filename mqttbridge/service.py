@@ -157,18 +157,26 @@ class ServiceMonitor:
 
     def beat(self) -> None:
         """One heartbeat: the file, then the watchdog, unless the ``alive`` check says a loop died."""
-        self._write(stopped=False)
+        alive = self.alive is None or self._safe(self.alive, "alive")
+        self._write(stopped=False, alive=alive)
         self.beats += 1
-        if self.alive is not None and not self._safe(self.alive, "alive"):
+        if not alive:
             log.error("a bridge loop has stopped; no longer feeding the systemd watchdog")
             return
         notify("WATCHDOG=1")
 
-    def _write(self, *, stopped: bool) -> bool:
+    def poke(self) -> None:
+        """Write the heartbeat now, on the caller's thread (the broker session just came up or went down):
+        ``health`` must not report the old state for up to an interval."""
+        alive = self.alive is None or self._safe(self.alive, "alive")
+        self._write(stopped=False, alive=alive)
+
+    def _write(self, *, stopped: bool, alive: bool = True) -> bool:
         data: dict[str, Any] = {
             "pid": os.getpid(),
             "time": self.clock(),
             "connected": self._safe(self.connected, "connected"),
+            "alive": alive,
             "version": __version__,
         }
         if stopped:
@@ -238,6 +246,9 @@ def health(state_dir: Path, *, max_age: float = 60.0, now: Callable[[], float] =
         return False, f"heartbeat {age:.0f} s old (limit {max_age:.0f} s): the daemon is hung or gone"
     if not _pid_alive(pid):
         return False, f"the daemon (pid {pid}) is not running"
+    if data.get("alive") is False:
+        return False, (f"a loop of the daemon (pid {pid}) has stopped (e.g. an account's thread); "
+                       "see its log; restarting it should help")
     if data.get("connected") is not True:
         return False, "the broker session is down: the daemon runs and keeps retrying; see its log"
     return True, f"ok: pid {pid}, connected, heartbeat {max(age, 0.0):.0f} s old, version {data.get('version')}"

@@ -26,6 +26,7 @@ from mqttbridge.model import CommandRequest, ExecutionStatus
 from mqttbridge.statestore import StateStore
 
 from .conftest import account_data, make_config
+from .mqtt_helpers import wait_until
 
 BEV, REX, PHEV, PETROL = range(4)
 
@@ -320,3 +321,32 @@ def test_unreadable_token_file_is_set_aside(make_backend, sim, tmp_path: Path) -
     assert any(p.name.startswith("bmw.json.corrupt-") for p in tokens.iterdir())
     assert json.loads((tokens / "bmw.json").read_text())["access_token"]
     assert os.stat(tokens / "bmw.json").st_mode & 0o077 == 0
+
+
+def test_closing_the_backend_ends_a_read_that_is_backing_off(sim, tmp_path: Path) -> None:
+    """A stopping daemon must not wait out a failing vendor's retries (5 tries, up to 30 s apart)."""
+    import threading
+
+    from mqttbridge.errors import BackendError
+
+    config = make_config(tmp_path, [account_data(sim.url)])
+    backend = create_backend(config.accounts[0], StateStore(config.state_dir),
+                             policy=RetryPolicy(attempts=5, backoff_initial=600.0, backoff_max=600.0))
+    vehicle = backend.list_vehicles()[0]
+    sim.fault(endpoint="status", http_status=500, count=10)
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: _capture(outcome, backend.read_status, vehicle))
+    reader.start()
+    wait_until(lambda: sim.requests(f"{vehicle.vin}/status"), what="the first failed read")
+    backend.close()  # now waiting out a back-off of at least 600 s
+    reader.join(30)
+    assert not reader.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], BackendError)
+    assert len(sim.requests(f"{vehicle.vin}/status")) <= 2  # no retry after the close
+
+
+def _capture(outcome: list, func, *args) -> None:
+    try:
+        func(*args)
+    except BaseException as exc:
+        outcome.append(exc)

@@ -33,6 +33,9 @@ class Car:
 
 class WeekPoller(AccountPoller):
     def _wait(self, seconds: float) -> bool:
+        assert self.wait_idle(10), "a read did not finish"  # reads run beside the loop: let them end first
+        if self._wake.is_set():  # a read that ended woke the loop: it looks at the schedule again
+            return self.stopping.is_set()
         assert seconds > 0, "the poller must never spin"
         self.clock.now += seconds
         if self.clock.now >= WEEK:

@@ -148,6 +148,9 @@ class ScriptedVehicle(CommandTarget):
     def lock_started(self, action: str) -> None:
         self.locks.append("LOCKING" if action == "LOCK" else "UNLOCKING")
 
+    def lock_executed(self, action: str) -> None:
+        self.locks.append("LOCKED" if action == "LOCK" else "UNLOCKED")
+
     def lock_ended(self) -> None:
         self.locks.append("REAL")
 
@@ -172,7 +175,8 @@ def test_every_transition_in_order_then_a_refresh() -> None:
                                                      _update(S.EXECUTED)])
     assert _run(vehicle) == ["INITIATED", "PENDING", "DELIVERED", "EXECUTED"]
     assert vehicle.records[-1]["event_id"] == "e1@bmw.de" and vehicle.records[-1]["service"] == "DOOR_LOCK"
-    assert vehicle.locks == ["LOCKING", "REAL"]
+    # the state the command produced is shown at EXECUTED, before the re-read confirms it
+    assert vehicle.locks == ["LOCKING", "LOCKED", "REAL"]
     assert vehicle.refreshed.wait(10), "no refresh after EXECUTED"
 
 

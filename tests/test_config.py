@@ -821,7 +821,7 @@ def test_load_config_sets_source_and_relative_paths(tmp_path: Path) -> None:
 
 INLINE = (
     "accounts:\n- {name: a, provider: bmw_legacy, username: u, password: inline-pw,\n"
-    "   api_key: k, api_secret: s}\n"
+    "   api_key: key-1234, api_secret: secret-5678}\n"
 )
 FROM_ENV = (
     "accounts:\n- {name: a, provider: bmw_legacy, username: u, password: '${P}', api_key: '${P}',\n"
@@ -844,14 +844,14 @@ def test_group_readable_warns_private_does_not(tmp_path: Path) -> None:
 
 def test_secrets_only_from_env_do_not_warn(tmp_path: Path) -> None:
     path = write(tmp_path / "c.yaml", FROM_ENV, mode=0o644)
-    assert load_config(path, env={"P": "x"}).warnings == ()
+    assert load_config(path, env={"P": "pw-long-enough"}).warnings == ()
 
 
 def test_secret_default_written_in_file_counts_as_inline(tmp_path: Path) -> None:
     path = write(
         tmp_path / "c.yaml", FROM_ENV.replace("'${P}', api_key", "'${NOPE:-written}', api_key"), mode=0o644
     )
-    assert len(load_config(path, env={"P": "x"}).warnings) == 1
+    assert len(load_config(path, env={"P": "pw-long-enough"}).warnings) == 1
 
 
 # -- secrets(), summary(), repr --------------------------------------------------------------------

@@ -171,7 +171,12 @@ def test_wrong_codes_lock_unlocking_out_even_across_a_restart(run, broker, vendo
         # the vehicle is listed (and so its command topics subscribed) once bridge/info names it
         obs.wait_for(lambda m: m.topic == f"{BASE}/bridge/info" and json.loads(m.payload)["vehicles"], start=mark,
                      what="the vehicle bridged again")
-        assert _unlock(obs, "right-2", CODE)["error"] == f"locked out after 3 wrong codes until {until}"
+        # lock-1 is followed again after the restart and keeps lock/execution: the refusal is on bridge/event
+        mark = obs.mark()
+        obs.publish(topic, json.dumps({"action": "UNLOCK", "code": CODE, "request_id": "right-2"}))
+        refused = record(obs.wait_for(is_event("command_rejected", request_id="right-2"), start=mark))
+        assert refused["error"] == f"locked out after 3 wrong codes until {until}" and refused["retained"] is False
+        assert not any(is_record("right-2")(m) for m in obs.since(mark))
         assert "stays locked out until" in second.tail()
         unlocks = [r for r in vendor_requests(vendor, "executeService")
                    if r.get("form", {}).get("serviceType") == "DOOR_UNLOCK"]

@@ -154,7 +154,8 @@ def test_monitor_writes_a_private_heartbeat_and_feeds_the_watchdog(tmp_path: Pat
     finally:
         monitor.stop()
     data = json.loads((state / HEARTBEAT_FILE).read_text())
-    assert data == {"pid": os.getpid(), "time": 1234.5, "connected": True, "version": __version__, "stopped": True}
+    assert data == {"pid": os.getpid(), "time": 1234.5, "connected": True, "alive": True, "version": __version__,
+                    "stopped": True}
     assert stat.S_IMODE((state / HEARTBEAT_FILE).stat().st_mode) == 0o600
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
 
@@ -240,11 +241,11 @@ def test_an_exception_inside_a_beat_is_survived(
     real_write = monitor._write
     failures = {"left": 2}
 
-    def flaky_write(*, stopped: bool) -> bool:
+    def flaky_write(*, stopped: bool, alive: bool = True) -> bool:
         if failures["left"]:
             failures["left"] -= 1
             raise OSError("disk on fire")
-        return real_write(stopped=stopped)
+        return real_write(stopped=stopped, alive=alive)
 
     monkeypatch.setattr(monitor, "_write", flaky_write)
     monitor.start()

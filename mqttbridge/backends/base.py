@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -38,13 +39,16 @@ class Backend(ABC):
         account: Any,
         store: StateStore,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.time,
         policy: RetryPolicy | None = None,
     ):
         self.account = account
         self.store = store
-        self.sleep = sleep
+        #: set by close(): retries stop, and a back-off between them ends at once (a stopping daemon does not
+        #: wait out a failing vendor's retries)
+        self.closing = threading.Event()
+        self.sleep: Callable[[float], None] = sleep if sleep is not None else self.closing.wait
         self.clock = clock
         self.policy = policy or RetryPolicy(attempts=getattr(account, "retries", RetryPolicy.attempts))
 
@@ -69,5 +73,6 @@ class Backend(ABC):
     def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
         """Where the execution ``started`` (as ``execute`` returned it) stands now."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
+    def close(self) -> None:
+        """Release connections; subclasses call this too."""
+        self.closing.set()

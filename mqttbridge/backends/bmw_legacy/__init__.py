@@ -43,7 +43,7 @@ class BmwLegacyBackend(Backend):
     ):
         super().__init__(account, store, **kwargs)
         self.api = BmwApi(account, store, session=session, sleep=self.sleep, clock=self.clock,
-                          policy=self.policy)
+                          policy=self.policy, closing=self.closing)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -112,6 +112,7 @@ class BmwLegacyBackend(Backend):
         return update
 
     def close(self) -> None:
+        super().close()
         self.api.close()
 
 

@@ -169,8 +169,11 @@ class BmwApi:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
         policy: RetryPolicy | None = None,
+        closing: threading.Event | None = None,
     ):
         self.account = account
+        #: once set (the backend is closing), no further retry is made
+        self._closing = closing or threading.Event()
         self.server = (account.base_url or SERVERS[account.region]).rstrip("/")
         self.token_path = TOKEN_PATHS[account.token_endpoint]
         self.timeout = float(account.timeout)
@@ -313,7 +316,7 @@ class BmwApi:
             log.warning("%s; retry %d in %.1f s", exc, state.attempt_number, wait)
 
         return tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts or policy.attempts),
+            stop=tenacity.stop_after_attempt(attempts or policy.attempts) | tenacity.stop_when_event_set(self._closing),
             wait=_Wait(policy),
             retry=tenacity.retry_if_exception(should_retry),
             sleep=self._sleep,

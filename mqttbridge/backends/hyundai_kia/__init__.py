@@ -369,6 +369,7 @@ class HyundaiKiaBackend(Backend):
         return ExecutionUpdate(status, service=started.service, event_id=started.event_id, vendor_status=word)
 
     def close(self) -> None:
+        super().close()
         session = getattr(self.manager.api, "session", None)
         if session is not None and hasattr(session, "close"):
             session.close()
