@@ -63,6 +63,9 @@ EVENT_ALERTS = {
 OBSERVED_FIELD = {"lock": "door_lock_state", "climate": "air_control_is_on", "charging": "charging_status",
                   "charge_limit": "ev_charge_limits_ac"}
 
+#: retained commands kept until their vehicle is bridged (more are junk: left alone)
+MAX_EARLY_RETAINED = 100
+
 #: the retained budget topic is republished at most this often (a change waits at most this long)
 BUDGET_INTERVAL_S = 5.0
 
@@ -314,6 +317,8 @@ class Bridge:
         self._seen_discovery: dict[str, bytes] = {}
         self._cleanup_state = "pending"  # pending -> collecting -> collected -> done
         self._discovery_pending = False
+        #: retained commands that arrived before their vehicle was bridged
+        self._early_retained: list[Incoming] = []
         #: called last at stop (the demo's simulator)
         self.closers: list[Callable[[], None]] = []
 
@@ -428,9 +433,13 @@ class Bridge:
                 return
             self.by_root[ctx.root] = ctx
             ctx.runtime.vehicles.append(ctx)
+            early = [m for m in self._early_retained if m.topic.startswith(f"{ctx.root}/")]
+            self._early_retained = [m for m in self._early_retained if m not in early]
         if not self._under_base_wildcard(ctx.root):  # else <base>/+/+/set has it: subscribed twice, served twice
             self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
         log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
+        for msg in early:
+            self._command(msg)  # retained: reported and deleted, never acted on
         if ctx.status is not None:  # restored from the snapshot: Home Assistant gets its entities now
             self.publish_discovery(ctx)
 
@@ -667,6 +676,13 @@ class Bridge:
 
     def _unknown_vehicle(self, msg: Incoming, root: str, command: str) -> None:
         """A command under the base topic for a vehicle nobody bridges: said on bridge/event, not dropped."""
+        if msg.retain and msg.payload:
+            # the broker hands retained commands over at connect, before the accounts listed their vehicles:
+            # kept so that the vehicle, once bridged, reports and deletes them (never acts on them)
+            with self._lock:
+                if root not in self.by_root and len(self._early_retained) < MAX_EARLY_RETAINED:
+                    self._early_retained.append(msg)
+                    return
         if msg.retain or not msg.payload or self.stopping.is_set() or root == f"{self.base}/bridge":
             return
         roots = sorted(self.by_root)

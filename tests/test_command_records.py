@@ -83,8 +83,11 @@ def run_to_the_end(sim: Sim, session: FakeSession, request_id: str, start: int, 
     session.wait_for(mine, start=start, what=f"the first record of {request_id}")
     for _ in range(8):
         records = [json.loads(p.text) for p in session.since(start) if mine(p)]
-        if records[-1]["status"] in FINAL:
-            return str(records[-1]["status"])
+        last = records[-1]["status"]
+        if last in FINAL:  # the status word follows its record
+            session.wait_for(lambda p, word=last: p.topic == f"car/x1/{command}/status" and p.text == word,
+                             start=start)
+            return str(last)
         mark = session.mark()
         sim.clock.advance(1.0)
         session.wait_for(mine, start=mark, what=f"the next record of {request_id}")

@@ -161,14 +161,17 @@ def test_lock_goes_through_every_transition(running, sim) -> None:
     assert obs.wait_topic(f"{root}/lock").text == "UNLOCKED"
     mark = obs.mark()
     obs.publish(f"{root}/lock/set", json.dumps({"action": "LOCK", "request_id": "r-1"}))
-    obs.wait_for(lambda m: m.topic == f"{root}/lock" and m.text == "LOCKED", start=mark, what="LOCKED")
+    obs.wait_for(lambda m: m.topic == f"{root}/lock/status" and m.text == "EXECUTED", start=mark, what="EXECUTED")
     assert _statuses(obs, root, "lock", mark) == FLOW
     records = [_value(m) for m in obs.since(mark, f"{root}/lock/execution")]
     assert [r["status"] for r in records] == FLOW
     assert all(r["request_id"] == "r-1" and r["service"] == "DOOR_LOCK" and r["error"] is None for r in records)
     assert records[0]["event_id"].endswith("@bmw.de") and ISO.match(records[-1]["updated_at"])
+    assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["LOCKING", "LOCKED"]  # LOCKED at EXECUTED
+    # then the re-read confirms it
+    obs.wait_for(lambda m: m.topic == f"{root}/state" and _value(m)["door_lock_state"] == "SECURED", start=mark,
+                 what="the re-read")
     assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["LOCKING", "LOCKED"]
-    assert _value(obs.last(f"{root}/state"))["door_lock_state"] == "SECURED"
 
 
 def test_unlock_with_the_right_code(running) -> None:
@@ -176,7 +179,7 @@ def test_unlock_with_the_right_code(running) -> None:
     root = f"{BASE}/i3_rex"
     mark = obs.mark()
     obs.publish(f"{root}/lock/set", json.dumps({"action": "UNLOCK", "code": UNLOCK_CODE}))
-    obs.wait_for(lambda m: m.topic == f"{root}/lock" and m.text == "UNLOCKED", start=mark, what="UNLOCKED")
+    obs.wait_for(lambda m: m.topic == f"{root}/lock/status" and m.text == "EXECUTED", start=mark, what="EXECUTED")
     assert _statuses(obs, root, "lock", mark) == FLOW
     assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["UNLOCKING", "UNLOCKED"]
     assert UNLOCK_CODE not in "".join(m.text for m in obs.since(mark) if not m.topic.endswith("/set"))
@@ -446,7 +449,7 @@ def test_mqtt_3_1_1_on_request(broker, sim, tmp_path: Path) -> None:
         observer.wait_topic(f"{BASE}/x1/availability", "online")
         mark = observer.mark()
         observer.publish(f"{BASE}/x1/lock/set", "LOCK")
-        observer.wait_for(lambda m: m.topic == f"{BASE}/x1/lock" and m.text == "LOCKED", start=mark)
+        observer.wait_for(lambda m: m.topic == f"{BASE}/x1/lock/status" and m.text == "EXECUTED", start=mark)
         assert _statuses(observer, f"{BASE}/x1", "lock", mark) == FLOW
     finally:
         assert daemon.stop() == 0

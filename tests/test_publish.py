@@ -79,3 +79,21 @@ def test_backoff_doubles_is_capped_and_honours_retry_after() -> None:
     assert backoff(300, 20) == MAX_BACKOFF_S
     assert backoff(300, 1, retry_after=7200) == 7200
     assert backoff(7200, 5) == 7200  # never faster than the configured interval
+
+
+def test_throttled_runs_at_once_then_coalesces_into_one_later_run() -> None:
+    from mqttbridge.publish import Throttled
+
+    runs: list[int] = []
+    throttled = Throttled(lambda: runs.append(1), interval=3600.0)
+    throttled()
+    assert len(runs) == 1  # the first call runs at once
+    for _ in range(50):
+        throttled()  # within the interval: one pending run, not fifty
+    assert len(runs) == 1
+    throttled.flush()  # at stop: the pending run happens, with the latest state
+    assert len(runs) == 2
+    throttled.flush()  # nothing pending
+    assert len(runs) == 2
+    throttled(now=True)  # a change that must not wait (the budget just ran out)
+    assert len(runs) == 3

@@ -17,6 +17,7 @@ import pytest
 
 from mqttbridge import __version__
 from mqttbridge.service import HEARTBEAT_FILE, ServiceMonitor, default_interval, health, notify, watchdog_seconds
+from tests.mqtt_helpers import wait_until
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs unix sockets")
 
@@ -384,3 +385,29 @@ def test_health_binary_garbage_is_reported(tmp_path: Path) -> None:
     ok, reason = health(tmp_path, now=lambda: 1000.0)
     assert ok is False
     assert str(tmp_path / HEARTBEAT_FILE) in reason
+
+
+def test_a_dead_loop_makes_the_daemon_unhealthy(tmp_path: Path) -> None:
+    """An account thread that died must not leave a zombie that `health` calls ok."""
+    loops = {"alive": True}
+    monitor = ServiceMonitor(tmp_path, connected=lambda: True, alive=lambda: loops["alive"], interval=3600)
+    monitor.poke()
+    assert health(tmp_path)[0] is True
+    loops["alive"] = False
+    monitor.poke()
+    ok, reason = health(tmp_path)
+    assert ok is False and "has stopped" in reason
+
+
+def test_a_poke_writes_the_connection_state_at_once(tmp_path: Path) -> None:
+    connected = {"now": False}
+    monitor = ServiceMonitor(tmp_path, connected=lambda: connected["now"], interval=3600)
+    monitor.start()  # the first beat: not connected yet; the next one would come an hour later
+    try:
+        wait_until(lambda: (tmp_path / HEARTBEAT_FILE).exists(), what="the first heartbeat")
+        assert health(tmp_path)[0] is False
+        connected["now"] = True
+        monitor.poke()  # what the bridge does when its session comes up
+        assert health(tmp_path)[0] is True
+    finally:
+        monitor.stop()

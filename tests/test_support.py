@@ -81,3 +81,63 @@ def test_secrets_are_masked_in_messages_arguments_and_tracebacks() -> None:
     text = stream.getvalue()
     assert "hunter2-secret" not in text
     assert "password is ***" in text and "ValueError: token *** rejected" in text
+
+
+def test_short_secrets_are_masked_as_whole_words_only() -> None:
+    from mqttbridge.logsetup import redact
+
+    register_secret("k9x")  # too short: never masked (check-config warns about it)
+    register_secret("pw42")
+    register_secret("a-long-api-secret-value")
+    assert redact("k9x and pw42: logged in") == "k9x and ***: logged in"
+    assert redact("upw42 pw42x pw42_y pw42") == "upw42 pw42x pw42_y ***"  # never part of a word
+    assert redact("token=xa-long-api-secret-valuex") == "token=x***x"  # a long one wherever it is
+
+
+def test_the_demos_public_password_is_not_a_secret() -> None:
+    from mqttbridge.logsetup import declare_public, redact
+
+    register_secret("demo")
+    declare_public("demo")
+    register_secret("demo")  # registered again by the backend: still public
+    assert redact("mqttbridge-demo-1: demo logged in") == "mqttbridge-demo-1: demo logged in"
+
+
+def test_check_config_with_a_one_letter_key_is_not_garbled(tmp_path: Path, capsys) -> None:
+    from mqttbridge.cli import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text("mqtt:\n  hots: x\naccounts:\n- {name: a, provider: bmw_legacy, username: u, password: k,\n"
+                      "   api_key: k, api_secret: k}\n")
+    config.chmod(0o600)
+    assert main(["check-config", "-c", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "mqtt.hots: unknown key (did you mean 'host'?)" in err
+    config.write_text("accounts:\n- {name: a, provider: bmw_legacy, username: u, password: k,\n"
+                      "   api_key: key-123456, api_secret: secret-123456}\n")
+    assert main(["check-config", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "accounts[0].password: shorter than 4 characters" in out
+
+
+def test_check_config_says_when_a_providers_extra_is_missing(tmp_path: Path, capsys, monkeypatch) -> None:
+    import importlib
+
+    from mqttbridge.cli import main
+
+    real = importlib.import_module
+
+    def without_the_library(name: str, *args):
+        if name == "mqttbridge.backends.hyundai_kia":
+            raise ModuleNotFoundError("No module named 'hyundai_kia_connect_api'", name="hyundai_kia_connect_api")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", without_the_library)
+    config = tmp_path / "c.yaml"
+    config.write_text("accounts:\n- {name: kia, provider: hyundai_kia, brand: kia, region: europe, username: u,\n"
+                      "   password: pw-long-enough}\n")
+    config.chmod(0o600)
+    assert main(["check-config", "-c", str(config)]) == 2
+    captured = capsys.readouterr()
+    assert "valid" not in captured.out
+    assert "accounts[0].provider:" in captured.err and "pip install 'mqttbridge[hyundai]'" in captured.err
