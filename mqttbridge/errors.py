@@ -73,7 +73,19 @@ class AuthError(BackendError):
 
 
 class ActionRequiredError(AuthError):
-    """The vendor wants the user to do something first (a one-time password, new terms to accept)."""
+    """The vendor wants the user to do something first (a one-time password, new terms to accept).
+
+    ``kind`` says what (CONTRACT section 9's login topic): ``"otp"`` (a one-time code the user sends to
+    ``<base>/bridge/accounts/<name>/otp/set`` or types into ``mqttbridge login``; ``details`` may say
+    where it was sent, e.g. ``{"sent_to": "e-mail"}``), ``"consent"`` (only the vendor's app can do it),
+    ``"device_code"`` (a link and a code to enter there). ``details`` is published: never a secret.
+    """
+
+    def __init__(self, message: str, *, kind: str = "consent", details: dict[str, object] | None = None,
+                 http_status: int | None = None, vendor_code: str | None = None):
+        super().__init__(message, http_status=http_status, vendor_code=vendor_code)
+        self.kind = kind
+        self.details = dict(details or {})
 
 
 class AccessDeniedError(BackendError):

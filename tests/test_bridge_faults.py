@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from mqttbridge.bridge import Bridge
 from mqttbridge.persist import EXECUTIONS_FILE, SNAPSHOT_FILE
+from mqttbridge.statestore import take_set_aside
 
 from .conftest import Sim, account_data, make_config
 from .fake_session import FakeSession
@@ -18,6 +21,7 @@ def _config(tmp_path: Path, sim: Sim):
 
 
 def test_unreadable_state_files_are_set_aside_and_said_on_the_event_topic(tmp_path: Path, sim: Sim) -> None:
+    take_set_aside()  # what earlier tests in this process left behind is theirs
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
     for name in (EXECUTIONS_FILE, SNAPSHOT_FILE):
@@ -39,6 +43,7 @@ def test_unreadable_state_files_are_set_aside_and_said_on_the_event_topic(tmp_pa
         bridge.stop()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the thread's death is the point
 def test_a_dead_account_thread_makes_the_bridge_unhealthy(tmp_path: Path, sim: Sim) -> None:
     bridge = Bridge(_config(tmp_path, sim), session_factory=FakeSession)
 
@@ -53,3 +58,18 @@ def test_a_dead_account_thread_makes_the_bridge_unhealthy(tmp_path: Path, sim: S
     finally:
         bridge.stop()
     assert bridge.alive() is True  # a stopped bridge is not a failing one
+
+
+def test_the_heartbeat_hears_of_the_connection_before_online_is_published(tmp_path: Path, sim: Sim) -> None:
+    """So `mqttbridge health` run as soon as `online` is seen already finds a connected heartbeat."""
+    bridge = Bridge(_config(tmp_path, sim), session_factory=FakeSession)
+    session = bridge.session
+    assert isinstance(session, FakeSession)
+    heard: list[tuple[bool, int]] = []
+    bridge.connection_listeners.append(lambda up: heard.append((up, len(session.since(0, "car/bridge/state")))))
+    bridge.start()
+    try:
+        assert heard == [(True, 0)]  # told while nothing was published on bridge/state yet
+        assert [p.text for p in session.since(0, "car/bridge/state")] == ["online"]
+    finally:
+        bridge.stop()

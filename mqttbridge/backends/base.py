@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from mqttbridge.errors import UnsupportedError
 from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.statestore import StateStore
 
@@ -72,6 +73,17 @@ class Backend(ABC):
     @abstractmethod
     def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
         """Where the execution ``started`` (as ``execute`` returned it) stands now."""
+
+    def login(self) -> None:
+        """Log in now, for ``mqttbridge login`` and after a code was given. ``ActionRequiredError`` (with its
+        ``kind``) says what the user must do first; the default lists the vehicles, which logs in."""
+        self.list_vehicles()
+
+    def submit_code(self, kind: str, code: str) -> None:
+        """Complete a login that raised ``ActionRequiredError(kind=kind)`` with the user's ``code`` and keep
+        the tokens in ``state_dir``. ``AuthError`` for a wrong or expired code (a new one may then be
+        needed: the error says so), ``UnsupportedError`` where the provider cannot take codes."""
+        raise UnsupportedError(f"{self.provider} takes no one-time code")
 
     def close(self) -> None:
         """Release connections; subclasses call this too."""
