@@ -39,6 +39,7 @@ from mqttbridge.commands import parse_command as parse_command_payload
 from mqttbridge.config import AccountConfig, Config, VehicleConfig, default_vehicle_name, valid_topic
 from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError, UnsupportedError
 from mqttbridge.lockout import UnlockLockout
+from mqttbridge.login import LoginDesk
 from mqttbridge.metrics import Metrics
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.mqtt import Incoming, MqttSession, SessionFactory
@@ -124,7 +125,7 @@ class VehicleContext(CommandTarget):
             except ActionRequiredError as exc:
                 self.failures += 1
                 self.set_available(False)
-                self.bridge.event("action_required", account=self.runtime.account.name, vin=self.vin, error=str(exc))
+                self.bridge.login.required(self.runtime.name, exc)  # said once, not at every read
                 raise
             except BackendError:
                 self.failures += 1
@@ -133,6 +134,7 @@ class VehicleContext(CommandTarget):
                 raise
             self.failures = 0
             self.status = status
+            self.bridge.login.ok(self.runtime.name)
             self.bridge.metrics.vehicle_read(self.vin, self.config.name, time.time())
             with self._lock_state:  # with lock_started: the lock topic never goes back to the old state
                 if self._lock_shown_at is not None and started > self._lock_shown_at:
@@ -238,6 +240,7 @@ class AccountRuntime:
     exhausted: bool = False
     #: publishes the retained budget topic, coalescing bursts
     budget_out: Throttled = field(default_factory=lambda: Throttled(lambda: None, 0.0))
+    poller: AccountPoller | None = None
 
     @property
     def policy(self) -> ForcedReadPolicy:
@@ -247,13 +250,36 @@ class AccountRuntime:
         """The configured interval, stretched so the day's budget lasts (CONTRACT section 8)."""
         return self.ledger.read_interval(max(1, len(self.vehicles)), float(self.account.poll.interval))
 
+    @property
+    def name(self) -> str:
+        return str(self.account.name)
+
+    def takes_codes(self) -> bool:
+        return self.backend.takes_codes()
+
+    def submit_code(self, kind: str, code: str) -> None:
+        self.backend.submit_code(kind, code)
+
+    def resume(self) -> None:
+        """A login was completed: read every vehicle now (the account may have been waiting an hour)."""
+        for ctx in self.vehicles:
+            ctx.next_status = 0.0
+        if self.poller is not None:
+            self.poller.wake()
+
     def discover(self) -> None:
         """List the account's vehicles (configured ones only, when it lists any) and bridge them."""
-        infos = self.backend.list_vehicles()
+        try:
+            infos = self.backend.list_vehicles()
+        except ActionRequiredError as exc:
+            self.bridge.login.required(self.name, exc)
+            raise
+        self.bridge.login.ok(self.name)
         wanted = {v.vin.upper(): v for v in self.account.vehicles}
+        bridged = {ctx.vin.upper() for ctx in self.vehicles}  # a retry after a partial listing adds no twin
         for info in infos:
             vconfig = wanted.pop(info.vin.upper(), None)
-            if self.account.vehicles and vconfig is None:
+            if (self.account.vehicles and vconfig is None) or info.vin.upper() in bridged:
                 continue
             vconfig = vconfig or VehicleConfig(vin=info.vin, name=default_vehicle_name(info.vin))
             self.bridge.add_vehicle(VehicleContext(self.bridge, self, info, vconfig))
@@ -298,6 +324,9 @@ class Bridge:
             self.accounts.append(runtime)
         self.by_root: dict[str, VehicleContext] = {}
         self._lock = threading.Lock()
+        self.login = LoginDesk(self.base, self.publisher, self.event)
+        for runtime in self.accounts:
+            self.login.add(runtime)
         # what the previous run left: running executions, wrong unlock codes, the published state
         self.journal = ExecutionJournal(store)
         self._pending: dict[str, list[Execution]] = {}
@@ -313,6 +342,8 @@ class Bridge:
         self._settled = False
         self.pollers = [AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock)
                         for rt in self.accounts]
+        for runtime, poller in zip(self.accounts, self.pollers, strict=True):
+            runtime.poller = poller
         self._sync_token = uuid.uuid4().hex
         self._seen_discovery: dict[str, bytes] = {}
         self._cleanup_state = "pending"  # pending -> collecting -> collected -> done
@@ -498,6 +529,7 @@ class Bridge:
         subs = [self.config.homeassistant.status_topic] if self.config.homeassistant.discovery != "off" else []
         # commands for vehicles we do not bridge get an answer too (item: no silent drop)
         subs.append(f"{self.base}/+/+/set")
+        subs += self.login.subscriptions()
         self.session.subscribe(subs, retain_as_published=True)
         if self._cleanup_state == "pending":
             self._cleanup_state = "collecting"
@@ -552,6 +584,9 @@ class Bridge:
             self.session.unsubscribe(topic)
             self._maybe_cleanup()
             return
+        if self.login.is_code(topic):
+            self.login.code(msg)
+            return
         if topic.endswith("/config") and self._cleanup_state == "collecting":
             if msg.retain and msg.payload:
                 self._seen_discovery[topic] = msg.payload
@@ -593,8 +628,9 @@ class Bridge:
 
     def _bridge_discovery(self) -> list[tuple[str, str]]:
         budgets = [rt.account.name for rt in self.accounts if rt.account.poll.daily_budget is not None]
+        logins = [(rt.name, rt.takes_codes()) for rt in self.accounts]
         return discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant, version=__version__,
-                                          budget_accounts=budgets)
+                                          budget_accounts=budgets, login_accounts=logins)
 
     def _schedule_discovery(self) -> None:
         """One pending republish at most: a burst of birth messages must not republish everything each time."""
@@ -753,6 +789,8 @@ class Bridge:
         record = encode(execution.record())
         known = execution.command in _KNOWN_COMMANDS
         base = f"{ctx.root}/{execution.command}"
+        if execution.status.final and execution.status is not ExecutionStatus.REJECTED:
+            _log_outcome(ctx, execution)  # first: whoever sees the end published finds it in the log
         if known and retained:
             self.publisher.retained(f"{base}/execution", record)
             self.publisher.retained(f"{base}/status", execution.status.value)
@@ -760,9 +798,7 @@ class Bridge:
             self.publisher.transient(f"{base}/execution", record)
         if execution.response_topic and self._response_topic_problem(execution.response_topic) is None:
             self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
-        if execution.status.final:
-            if execution.status is not ExecutionStatus.REJECTED:  # refusals: _command and the runner log them
-                _log_outcome(ctx, execution)
+        if execution.status.final:  # refusals are logged by _command and the runner
             self.metrics.command_finished(execution.command if known else "unknown", execution.status.value,
                                           time.time() - execution.arrived)
         if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
@@ -771,7 +807,7 @@ class Bridge:
 
     # --- events ------------------------------------------------------------------------------------
 
-    def event(self, kind: str, **data: Any) -> None:
+    def event(self, kind: str, /, **data: Any) -> None:
         payload = {"event": kind, "time": iso(datetime.now(UTC)), **data}
         self.publisher.transient(f"{self.base}/bridge/event", encode(payload))
         alert = EVENT_ALERTS.get(kind)

@@ -225,6 +225,41 @@ def _backends(config):
         yield account, create_backend(account, store, policy=interactive)
 
 
+def cmd_login(args: argparse.Namespace) -> int:
+    """An interactive login for what a daemon cannot do alone: a one-time code the vendor sent (CONTRACT §7).
+
+    The tokens land in ``state_dir``, where a running daemon finds them at its next login attempt.
+    """
+    from mqttbridge.backends import create_backend
+    from mqttbridge.backends.base import RetryPolicy
+    from mqttbridge.errors import ActionRequiredError
+    from mqttbridge.statestore import StateStore
+
+    config = _load(args)
+    account = next((a for a in config.accounts if a.name == args.account), None)
+    if account is None:
+        names = ", ".join(a.name for a in config.accounts) or "none"
+        raise UsageError(f"no account {args.account!r} in the configuration; accounts: {names}")
+    backend = create_backend(account, StateStore(config.state_dir),
+                             policy=RetryPolicy(attempts=3, backoff_max=5.0, max_retry_after=10.0))
+    with _closing(backend):
+        for _ in range(3):  # a login may ask once for a code, then succeed
+            try:
+                backend.login()
+            except ActionRequiredError as exc:
+                if exc.kind != "otp" or not backend.takes_codes():
+                    raise MqttBridgeError(f"account {account.name}: {exc}") from None
+                where = exc.details.get("sent_to")
+                print(f"account {account.name}: {exc}", flush=True)
+                code = input(f"the one-time code{f' sent by {where}' if where else ''}: ").strip()
+                backend.submit_code("otp", code)
+                continue
+            print(f"account {account.name}: logged in; the tokens are kept in {config.state_dir}, where a "
+                  "running daemon picks them up")
+            return EXIT_OK
+    raise MqttBridgeError(f"account {account.name}: the vendor still wants a code after three attempts")
+
+
 def cmd_vehicles(args: argparse.Namespace) -> int:
     config = _load(args)
     for account, backend in _backends(config):
@@ -350,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-age", type=float, default=60.0, metavar="S",
                    help="seconds after which the heartbeat counts as stale (default 60)")
     p.set_defaults(func=cmd_health)
+
+    p = with_config(sub.add_parser("login", help="log in on this terminal when the vendor wants a one-time code"))
+    p.add_argument("account", metavar="ACCOUNT", help="the account's name in the configuration")
+    p.set_defaults(func=cmd_login)
 
     p = with_config(sub.add_parser("vehicles", help="log in and list each account's vehicles"))
     p.set_defaults(func=cmd_vehicles)

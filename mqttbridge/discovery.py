@@ -379,9 +379,12 @@ def vehicle_discovery(vehicle: DiscoveredVehicle, *, base_topic: str, ha: HomeAs
 
 
 def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str,
-                     budget_accounts: Iterable[str] = ()) -> list[tuple[str, str]]:
+                     budget_accounts: Iterable[str] = (),
+                     login_accounts: Iterable[tuple[str, bool]] = ()) -> list[tuple[str, str]]:
     """The bridge's own device: a connectivity sensor on ``<base>/bridge/state`` (its will says offline),
-    and for each account with a call budget diagnostic sensors of what is left and used today.
+    for each account with a call budget diagnostic sensors of what is left and used today, and for each
+    account of ``login_accounts`` (name, takes one-time codes) its login state, plus a text entity for the
+    one-time code where the account can take one.
 
     It has no availability: when the bridge dies it must show "disconnected", not "unavailable".
     """
@@ -400,6 +403,17 @@ def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str,
             entities.append(_Entity("sensor", f"budget_{_TOPIC_ID.sub('_', account)}_{what}", {
                 "name": f"{account} {label}", "state_topic": topic, "value_template": f"{{{{ value_json.{what} }}}}",
                 "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:counter"}))
+    for account, takes_codes in login_accounts:
+        key = _TOPIC_ID.sub("_", account)
+        login = f"{base_topic}/bridge/accounts/{account}/login"
+        entities.append(_Entity("sensor", f"login_{key}", {
+            "name": f"{account} login", "state_topic": login, "value_template": "{{ value_json.state }}",
+            "json_attributes_topic": login, "entity_category": "diagnostic", "icon": "mdi:account-key"}))
+        if takes_codes:
+            entities.append(_Entity("text", f"otp_{key}", {
+                "name": f"{account} one-time code", "command_topic": f"{base_topic}/bridge/accounts/{account}/otp/set",
+                "min": 1, "max": 32, "mode": "text", "pattern": "[0-9A-Za-z-]{1,32}", "retain": False,
+                "entity_category": "config", "icon": "mdi:form-textbox-password"}))
     return _assemble(entities, node=node, name_slug=slug(f"mqttbridge_{base_topic}") or "mqttbridge",
                      device=device, version=version, availability=None, ha=ha)
 

@@ -118,6 +118,9 @@ PLATFORM_KEYS: dict[str, set[str]] = {
     # section 9.8
     "number": {"command_topic", "state_topic", "min", "max", "step", "mode", "unit_of_measurement",
                "device_class", "payload_reset", "command_template", "value_template", "optimistic", "retain"},
+    # text.py (https://www.home-assistant.io/integrations/text.mqtt/): min/max characters, mode text|password
+    "text": {"command_topic", "state_topic", "min", "max", "mode", "pattern", "command_template", "value_template",
+             "retain"},
 }
 REQUIRED_KEYS: dict[str, set[str]] = {
     "sensor": {"state_topic"},
@@ -128,6 +131,7 @@ REQUIRED_KEYS: dict[str, set[str]] = {
     "device_tracker": set(),  # state_topic or json_attributes_topic, checked below
     "climate": set(),
     "number": {"command_topic"},
+    "text": {"command_topic"},
 }
 #: section 2b: only these may be at a device payload's root
 DEVICE_ROOT_KEYS = {"device", "origin", "components", "availability", "availability_mode", "state_topic",
@@ -867,3 +871,29 @@ def test_hyundai_style_climate_and_charge_limits() -> None:
     for ha in (DEVICE, COMPONENT):  # and every entity of this car passes the rulebook's checks
         for entity in entities_of(vehicle_discovery(vehicle, base_topic=BASE, ha=ha, version=VERSION), ha):
             check_entity(entity, vehicle)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_bridge_device_login_entities(mode: str) -> None:
+    """Each account's login state, and a text entity for one-time codes where the account takes them."""
+    import re
+
+    ha = MODES[mode]
+    pairs = bridge_discovery(base_topic="car", ha=ha, version=VERSION,
+                             login_accounts=[("kia", True), ("bmw", False)])
+    entities = {e.key: e for e in entities_of(pairs, ha)}
+    for entity in entities.values():
+        allowed = COMMON_KEYS | PLATFORM_KEYS[entity.platform]
+        assert set(entity.config) <= allowed, set(entity.config) - allowed
+        assert REQUIRED_KEYS[entity.platform] <= set(entity.config)
+    texts = [e for e in entities.values() if e.platform == "text"]
+    assert len(texts) == 1  # only the account that takes codes
+    text = texts[0].config
+    assert text["command_topic"] == "car/bridge/accounts/kia/otp/set"
+    assert 0 <= text["min"] <= text["max"] <= 255 and text["mode"] in ("text", "password")
+    assert re.fullmatch(text["pattern"], "492817") and not re.fullmatch(text["pattern"], "12 34")
+    logins = [e.config for e in entities.values() if e.platform == "sensor" and "login" in e.config["state_topic"]]
+    assert sorted(c["state_topic"] for c in logins) == [f"car/bridge/accounts/{a}/login" for a in ("bmw", "kia")]
+    jinja2 = pytest.importorskip("jinja2")
+    template = jinja2.Environment().from_string(logins[0]["value_template"])
+    assert template.render(value_json={"state": "action_required"}) == "action_required"

@@ -85,6 +85,10 @@ class Backend(ABC):
         needed: the error says so), ``UnsupportedError`` where the provider cannot take codes."""
         raise UnsupportedError(f"{self.provider} takes no one-time code")
 
+    def takes_codes(self) -> bool:
+        """Whether ``submit_code`` can complete a login (the bridge then offers a code entity)."""
+        return type(self).submit_code is not Backend.submit_code
+
     def close(self) -> None:
         """Release connections; subclasses call this too."""
         self.closing.set()

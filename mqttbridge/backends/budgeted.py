@@ -83,5 +83,16 @@ class BudgetedBackend(Backend):
     def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
         return self._call("execution_check", self.inner.execution_status, vehicle, started)
 
+    def login(self) -> None:
+        self.inner.login()
+
+    def submit_code(self, kind: str, code: str) -> None:
+        """Not counted: completing a login is no read or command, and the vendor has no car to wake for it."""
+        self.inner.submit_code(kind, code)
+
+    def takes_codes(self) -> bool:
+        return self.inner.takes_codes()
+
     def close(self) -> None:
+        super().close()
         self.inner.close()
