@@ -129,8 +129,12 @@ class HyundaiKiaBackend(Backend):
             raise ConfigError([f"account {account.name}: unknown region {account.region!r} or brand {account.brand!r}"])
         allowed = REGION_BRANDS.get(self.region)
         if allowed is not None and self.brand not in allowed:
-            raise ConfigError([f"account {account.name}: the library serves only "
-                               f"{', '.join(sorted(allowed))} in region {self.region}, not {self.brand}"])
+            raise ConfigError(
+                [
+                    f"account {account.name}: the library serves only "
+                    f"{', '.join(sorted(allowed))} in region {self.region}, not {self.brand}"
+                ]
+            )
         self.brand_name = BRANDS[self.brand][1]
         register_secret(account.password)
         register_secret(account.pin)
@@ -197,8 +201,9 @@ class HyundaiKiaBackend(Backend):
         if self._blocked is not None:
             if now < self._blocked_until:
                 wait = int(self._blocked_until - now)
-                raise type(self._blocked)(f"{self._blocked} (not asking the vendor again for {wait} s; "
-                                          "restart mqttbridge after fixing it)")
+                raise type(self._blocked)(
+                    f"{self._blocked} (not asking the vendor again for {wait} s; restart mqttbridge after fixing it)"
+                )
             self._blocked = None
         try:
             self.manager.check_and_refresh_token()
@@ -284,8 +289,9 @@ class HyundaiKiaBackend(Backend):
         )
 
     def list_vehicles(self) -> list[VehicleInfo]:
-        return self._call(f"{self.account.name}: vehicle list",
-                          lambda: [self._info(car) for car in self.manager.vehicles.values()])
+        return self._call(
+            f"{self.account.name}: vehicle list", lambda: [self._info(car) for car in self.manager.vehicles.values()]
+        )
 
     def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
         """Cached by default (the vendor's copy, no wake-up); ``force`` wakes the car (12 V battery)."""
@@ -300,8 +306,7 @@ class HyundaiKiaBackend(Backend):
 
         kind = "forced status" if force else "status"
         car = self._call(f"{self.account.name}: {kind} of {vehicle.vin}", read)
-        return VehicleStatus(vin=vehicle.vin, fields=status_fields(car), location=location(car),
-                             fetched_at=self._now())
+        return VehicleStatus(vin=vehicle.vin, fields=status_fields(car), location=location(car), fetched_at=self._now())
 
     def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:
         raise UnsupportedError(f"the {self.brand_name} backend offers no data set {name!r}")
@@ -326,8 +331,10 @@ class HyundaiKiaBackend(Backend):
             dc = params.get("dc", car.ev_charge_limits_dc)
             if ac is None or dc is None:
                 missing = "ac" if ac is None else "dc"
-                raise UnsupportedError(f"charge_limit needs {missing} too: its current value is not known yet "
-                                       "(send both, e.g. {\"ac\": 80, \"dc\": 90})")
+                raise UnsupportedError(
+                    f"charge_limit needs {missing} too: its current value is not known yet "
+                    '(send both, e.g. {"ac": 80, "dc": 90})'
+                )
             return (int(ac), int(dc))
         return ()
 
@@ -345,17 +352,23 @@ class HyundaiKiaBackend(Backend):
 
         action_id = self._call(f"{self.account.name}: {method} for {vehicle.vin}", send, command=True)
         if not action_id:
-            log.warning("%s: %s for %s returned no action id; its end cannot be followed",
-                        self.account.name, method, vehicle.vin)
-        return ExecutionUpdate(ExecutionStatus.INITIATED, service=method,
-                               event_id=str(action_id) if action_id else None)
+            log.warning(
+                "%s: %s for %s returned no action id; its end cannot be followed",
+                self.account.name,
+                method,
+                vehicle.vin,
+            )
+        return ExecutionUpdate(
+            ExecutionStatus.INITIATED, service=method, event_id=str(action_id) if action_id else None
+        )
 
     def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
         """The library's order state, mapped (``mapping.ORDER_STATES``).
 
         In Europe the vendor may report PENDING for up to two minutes when the car did not answer,
         even when the car did act; the bridge's CommandRunner times out and reads the car then.
-        US Kia answers a bool: True once the action is done (EXECUTED), else still PENDING.
+        US Kia answers a bool before library 4.24 (True once done: EXECUTED, else PENDING) and an
+        ORDER_STATUS since; both are mapped.
         """
         if not started.event_id:
             return ExecutionUpdate(ExecutionStatus.UNKNOWN, service=started.service)
