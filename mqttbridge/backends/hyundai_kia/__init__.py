@@ -10,7 +10,6 @@ absence into an install hint.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import threading
@@ -44,6 +43,7 @@ from mqttbridge.backends.hyundai_kia.mapping import (
     status_fields,
     vendor_temperature,
 )
+from mqttbridge.backends.hyundai_kia.tokens import EXPIRED, register_token, token_from_json, token_to_json
 from mqttbridge.errors import AuthError, ConfigError, NotFoundError, UnsupportedError
 from mqttbridge.logsetup import register_secret
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
@@ -57,59 +57,6 @@ T = TypeVar("T")
 AUTH_COOLDOWN_S = 600.0
 #: after an OTP or consent demand: nothing changes until the user acts, so ask the vendor rarely
 ACTION_COOLDOWN_S = 3600.0
-#: the Token fields kept in the token file; username, password and PIN come from the account
-TOKEN_FIELDS = ("access_token", "refresh_token", "device_id", "stamp", "control_token", "control_token_expiry")
-#: token strings masked in every log line and error
-SECRET_TOKEN_FIELDS = ("access_token", "refresh_token", "control_token")
-#: check_and_refresh_token treats a token valid until this as expired and renews it
-_EXPIRED = datetime.min.replace(tzinfo=UTC)
-
-
-def _register_token(token: Token | None) -> None:
-    """Mask the token strings, also without the ``Bearer`` prefix the EU API stores with them."""
-    if token is None:
-        return
-    for name in SECRET_TOKEN_FIELDS:
-        value = getattr(token, name, None)
-        if isinstance(value, str) and value:
-            register_secret(value)
-            register_secret(value.split(" ", 1)[-1])
-
-
-def token_to_json(token: Token | None) -> dict[str, Any] | None:
-    """The Token as JSON, without the credentials the library also keeps in it."""
-    if token is None:
-        return None
-    data: dict[str, Any] = {name: getattr(token, name, None) for name in TOKEN_FIELDS}
-    valid_until = getattr(token, "valid_until", None)
-    data["valid_until"] = valid_until.isoformat() if isinstance(valid_until, datetime) else None
-    return data
-
-
-def token_from_json(data: dict[str, Any], account: Any) -> Token | None:
-    """A Token again from ``token_to_json``'s output and the account's credentials; None if unusable."""
-    access = data.get("access_token")
-    if not isinstance(access, str) or not access:
-        return None
-    try:
-        valid_until = datetime.fromisoformat(data["valid_until"]) if data.get("valid_until") else _EXPIRED
-    except (TypeError, ValueError):
-        valid_until = _EXPIRED
-    expiry = data.get("control_token_expiry")
-    values: dict[str, Any] = {
-        name: data.get(name) if isinstance(data.get(name), str) else None
-        for name in ("refresh_token", "device_id", "stamp", "control_token")
-    }
-    values.update(
-        username=account.username,
-        password=account.password,
-        pin=account.pin or "",
-        access_token=access,
-        control_token_expiry=expiry if isinstance(expiry, int | float) else 0,
-        valid_until=valid_until,
-    )
-    known = {field.name for field in dataclasses.fields(Token)}  # control_token* came in 4.17
-    return Token(**{name: value for name, value in values.items() if name in known})
 
 
 class HyundaiKiaBackend(Backend):
@@ -168,7 +115,7 @@ class HyundaiKiaBackend(Backend):
         stored = data.get("token")
         token = token_from_json(stored, self.account) if isinstance(stored, dict) else None
         if token is not None:
-            _register_token(token)
+            register_token(token)
             self._saved = token_to_json(token)
             log.debug("%s: reusing the stored token", self.account.name)
         return token
@@ -178,7 +125,7 @@ class HyundaiKiaBackend(Backend):
         current = token_to_json(self.manager.token)
         if current == self._saved:
             return
-        _register_token(self.manager.token)
+        register_token(self.manager.token)
         if current is None:
             self.store.delete(self._token_file)
         else:
@@ -188,7 +135,7 @@ class HyundaiKiaBackend(Backend):
     def _invalidate_token(self) -> None:
         """The vendor refused the token: the next check renews it (refresh token, else a login)."""
         if self.manager.token is not None:
-            self.manager.token.valid_until = _EXPIRED
+            self.manager.token.valid_until = EXPIRED
 
     # --- calls ----------------------------------------------------------------------------------
 
