@@ -12,7 +12,6 @@ import json
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -37,8 +36,6 @@ from mqttbridge.backends.hyundai_kia import (  # noqa: E402
 )
 from mqttbridge.backends.hyundai_kia.mapping import (  # noqa: E402
     CLIMATE_SCALES,
-    FIELDS,
-    SKIPPED,
     execution_state,
     location,
     status_fields,
@@ -471,15 +468,6 @@ def test_placeholders_are_not_published():
     car.location = (-33.9, 151.2, datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC))
     assert location(car) == Location(latitude=-33.9, longitude=151.2)
     assert when(status_fields(car)["location_updated_at"]) == datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-def test_every_vehicle_attribute_of_the_library_is_mapped_or_skipped():
-    public = {f.name for f in dataclass_fields(Vehicle) if not f.name.startswith("_")}
-    properties = {
-        name for name, value in vars(Vehicle).items() if isinstance(value, property) and not name.endswith("_unit")
-    }
-    unknown = (public | properties) - set(FIELDS) - SKIPPED
-    assert not unknown, f"add to mapping.FIELDS or SKIPPED: {sorted(unknown)}"
 
 
 # --- forced and cached reads -----------------------------------------------------------------------

@@ -1,18 +1,15 @@
 """The Hyundai/Kia backend's tables: what the library's objects mean in the contract's words.
 
 Everything the backend decides by lookup lives here as data: account words to the library's
-numbers, the ``Vehicle`` attributes to published fields (CONTRACT sections 4 and 7), the library's
-order states to execution states, and its exceptions to ``mqttbridge.errors`` classes. The code
-below the tables only applies them.
+numbers, the library's order states to execution states, and its exceptions to ``mqttbridge.errors``
+classes (the ``Vehicle`` attributes' table is in ``vehicle_fields``). The code below the tables
+only applies them.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, time
-from enum import Enum, StrEnum
 from typing import Any
 
 import requests
@@ -35,6 +32,17 @@ from hyundai_kia_connect_api.exceptions import (
 )
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 
+from mqttbridge.backends.hyundai_kia.vehicle_fields import (  # noqa: F401 - the field tables, re-exported
+    FIELDS,
+    SKIPPED,
+    Field,
+    Kind,
+    convert,
+    drive_train,
+    flag,
+    location,
+    status_fields,
+)
 from mqttbridge.errors import (
     ActionRequiredError,
     AuthError,
@@ -49,8 +57,7 @@ from mqttbridge.errors import (
     UnsupportedError,
 )
 from mqttbridge.logsetup import redact
-from mqttbridge.model import DriveTrain, ExecutionStatus, Location
-from mqttbridge.normalize import iso, number, snake_case
+from mqttbridge.model import DriveTrain, ExecutionStatus
 
 log = logging.getLogger(__name__)
 
@@ -74,21 +81,6 @@ BRANDS: dict[str, tuple[int, str]] = {
 }
 #: regions the library serves for some brands only (VehicleManager raises APIError otherwise)
 REGION_BRANDS: dict[str, frozenset[str]] = {"new_zealand": frozenset({"kia"})}
-
-#: the library's ENGINE_TYPES value -> the contract's drive train
-DRIVE_TRAINS: dict[str, DriveTrain] = {
-    "EV": DriveTrain.BEV,
-    "PHEV": DriveTrain.PHEV,
-    "HEV": DriveTrain.HEV,
-    "ICE": DriveTrain.CONV,
-}
-
-
-def drive_train(engine_type: Any) -> DriveTrain:
-    """``ENGINE_TYPES.EV`` (or its value) -> BEV; unknown or not yet known (US Kia before the first read) -> UNKNOWN."""
-    value = engine_type.value if isinstance(engine_type, Enum) else engine_type
-    return DRIVE_TRAINS.get(str(value).upper(), DriveTrain.UNKNOWN) if value is not None else DriveTrain.UNKNOWN
-
 
 # --- commands --------------------------------------------------------------------------------------
 
@@ -178,349 +170,6 @@ def execution_state(result: Any) -> tuple[ExecutionStatus, str | None]:
         return ExecutionStatus.UNKNOWN, None
     log.warning("unknown order status %r from the library; treated as UNKNOWN", result)
     return ExecutionStatus.UNKNOWN, str(result)[:40]
-
-
-# --- status fields ---------------------------------------------------------------------------------
-
-
-class Kind(StrEnum):
-    NUMBER = "number"
-    DISTANCE = "distance"  # km; miles converted by the attribute's unit
-    TEMPERATURE = "temperature"  # °C; °F converted by the attribute's unit
-    DURATION = "duration"  # minutes (the library's unit "m")
-    BOOL = "bool"
-    ENUM = "enum"  # upper-case words
-    AUTO = "auto"  # published as it comes: bool, number or text
-    TIMESTAMP = "timestamp"
-    CLOCK = "clock"  # a time of day, "HH:MM"
-    JSON = "json"  # a list or object, published as JSON
-    CHARGING = "charging"  # bool -> CHARGING / NOT_CHARGING
-    LOCK = "lock"  # bool -> LOCKED / UNLOCKED
-
-
-@dataclass(frozen=True)
-class Field:
-    """One ``Vehicle`` attribute published as ``name``; ``fuel`` ones are left out for a BEV,
-    whose status reports a meaningless 0 for them."""
-
-    name: str
-    kind: Kind
-    fuel: bool = False
-
-
-def _same(kind: Kind, *attributes: str) -> dict[str, Field]:
-    return {attribute: Field(attribute.lower(), kind) for attribute in attributes}
-
-
-#: library attribute -> published field. The first block is the contract's common names; the rest
-#: keep the library's own (already snake_case) names.
-FIELDS: dict[str, Field] = {
-    "odometer": Field("odometer", Kind.DISTANCE),
-    "ev_battery_percentage": Field("battery_level", Kind.NUMBER),
-    "ev_driving_range": Field("range_electric", Kind.DISTANCE),
-    "fuel_driving_range": Field("range_fuel", Kind.DISTANCE, fuel=True),
-    "ev_battery_is_charging": Field("charging_status", Kind.CHARGING),
-    "ev_battery_is_plugged_in": Field("plugged_in", Kind.BOOL),
-    "is_locked": Field("door_lock_state", Kind.LOCK),
-    "last_updated_at": Field("updated_at", Kind.TIMESTAMP),
-    "car_battery_percentage": Field("battery_12v", Kind.NUMBER),
-    # the library's fuel_level is a percentage; the contract's fuel_level is litres
-    "fuel_level": Field("fuel_percent", Kind.NUMBER, fuel=True),
-    "fuel_level_is_low": Field("fuel_level_is_low", Kind.BOOL, fuel=True),
-    "location_last_updated_at": Field("location_updated_at", Kind.TIMESTAMP),
-    **_same(
-        Kind.DISTANCE,
-        "total_driving_range",
-        "next_service_distance",
-        "last_service_distance",
-        "ev_target_range_charge_AC",
-        "ev_target_range_charge_DC",
-    ),
-    **_same(
-        Kind.TEMPERATURE,
-        "outside_temperature",
-        "air_temperature",
-        "ev_battery_water_temperature",
-        "ev_battery_temperature_min",
-        "ev_battery_temperature_max",
-        "ev_first_departure_climate_temperature",
-        "ev_second_departure_climate_temperature",
-    ),
-    **_same(
-        Kind.DURATION,
-        "ev_estimated_current_charge_duration",
-        "ev_estimated_fast_charge_duration",
-        "ev_estimated_portable_charge_duration",
-        "ev_estimated_station_charge_duration",
-    ),
-    **_same(
-        Kind.NUMBER,
-        "dtc_count",
-        "ev_charging_power",
-        "ev_charge_limits_ac",
-        "ev_charge_limits_dc",
-        "ev_charging_current",
-        "ev_v2l_discharge_limit",
-        "total_power_consumed",
-        "total_power_regenerated",
-        "power_consumption_30d",
-        "ev_battery_pack_voltage",
-        "ev_battery_chiller_rpm",
-        "ev_battery_soh_percentage",
-        "ev_battery_remain",
-        "ev_battery_capacity",
-        "ev_power_consumption_battery_cooling",
-        "ev_power_consumption_battery_heater",
-        "ev_power_consumption_air_conditioning",
-    ),
-    **_same(
-        Kind.BOOL,
-        "engine_is_running",
-        "smart_key_battery_warning_is_on",
-        "washer_fluid_warning_is_on",
-        "brake_fluid_warning_is_on",
-        "air_control_is_on",
-        "defrost_is_on",
-        "steering_wheel_heater_is_on",
-        "back_window_heater_is_on",
-        "side_mirror_heater_is_on",
-        "front_left_door_is_locked",
-        "front_right_door_is_locked",
-        "back_left_door_is_locked",
-        "back_right_door_is_locked",
-        "front_left_door_is_open",
-        "front_right_door_is_open",
-        "back_left_door_is_open",
-        "back_right_door_is_open",
-        "trunk_is_open",
-        "hood_is_open",
-        "front_left_window_is_open",
-        "front_right_window_is_open",
-        "back_left_window_is_open",
-        "back_right_window_is_open",
-        "sunroof_is_open",
-        "valet_mode_active",
-        "tire_pressure_all_warning_is_on",
-        "tire_pressure_rear_left_warning_is_on",
-        "tire_pressure_front_left_warning_is_on",
-        "tire_pressure_front_right_warning_is_on",
-        "tire_pressure_rear_right_warning_is_on",
-        "ev_charge_port_door_is_open",
-        "ev_v2l_status",
-        "ev_v2x_status",
-        "accessory_on",
-        "ign3",
-        "remote_ignition",
-        "sleep_mode_check",
-        "ev_battery_heating_state",
-        "ev_battery_winter_mode",
-        "ev_battery_precondition_enabled",
-        "ev_first_departure_enabled",
-        "ev_second_departure_enabled",
-        "ev_first_departure_climate_enabled",
-        "ev_second_departure_climate_enabled",
-        "ev_first_departure_climate_defrost",
-        "ev_second_departure_climate_defrost",
-        "ev_off_peak_charge_only_enabled",
-        "ev_schedule_charge_enabled",
-    ),
-    **_same(
-        Kind.ENUM,
-        "front_left_seat_status",
-        "front_right_seat_status",
-        "rear_left_seat_status",
-        "rear_right_seat_status",
-    ),
-    # lamp words differ by protocol (0/1 flags, CCS2 warning levels): kept as they come
-    **_same(
-        Kind.AUTO,
-        "headlamp_status",
-        "headlamp_left_low",
-        "headlamp_right_low",
-        "headlamp_left_high",
-        "headlamp_right_high",
-        "headlamp_left_bifunc",
-        "headlamp_right_bifunc",
-        "stop_lamp_left",
-        "stop_lamp_right",
-        "turn_signal_left_front",
-        "turn_signal_right_front",
-        "turn_signal_left_rear",
-        "turn_signal_right_rear",
-        "transmission_condition",
-    ),
-    **_same(
-        Kind.CLOCK,
-        "ev_first_departure_time",
-        "ev_second_departure_time",
-        "ev_off_peak_start_time",
-        "ev_off_peak_end_time",
-    ),
-    **_same(Kind.JSON, "dtc_descriptions", "ev_first_departure_days", "ev_second_departure_days"),
-}
-
-#: public attributes that are not status: the vehicle's identity (in VehicleInfo.details), the raw
-#: answer, our own bookkeeping, geocoding (off) and trip data (not a status field)
-SKIPPED: frozenset[str] = frozenset(
-    {
-        "id",
-        "name",
-        "model",
-        "registration_date",
-        "year",
-        "VIN",
-        "key",
-        "ccu_ccs2_protocol_support",
-        "generation",
-        "enabled",
-        "timezone",
-        "engine_type",
-        "supports_window_control",
-        "supports_valet_mode",
-        "data",
-        "last_scanned_at",
-        "geocode",
-        "location",
-        "location_latitude",
-        "location_longitude",
-        "daily_stats",
-        "month_trip_info",
-        "day_trip_info",
-    }
-)
-
-#: attribute-name endings that mean a flag, for attributes the table does not know (newer library
-#: versions, region-only extras such as US Kia's ``front_left_seat_heater_is_on``)
-_FLAG_SUFFIXES = ("_is_on", "_is_open", "_is_locked", "_is_low", "_enabled", "_active", "_is_running")
-_MILES = frozenset({"mi", "mile", "miles"})
-_FAHRENHEIT = frozenset({"°f", "f", "fahrenheit"})
-_KM_PER_MILE = 1.609344
-#: the library's parse_datetime returns 2000-01-01 when the vendor sent no time at all
-_NO_TIME_BEFORE = 2001
-
-
-def flag(value: Any) -> bool | None:
-    """A boolean from the shapes the APIs use: bool, 0/1 (or a level > 0), "true"/"false"."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value != 0
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("true", "1", "on", "yes"):
-            return True
-        if word in ("false", "0", "off", "no"):
-            return False
-    return None
-
-
-def _unit(vehicle: Any, attribute: str) -> str:
-    unit = getattr(vehicle, f"_{attribute}_unit", None)
-    return str(unit).strip().lower() if unit is not None else ""
-
-
-def _distance(value: Any, unit: str) -> int | float | None:
-    amount = number(value)
-    if amount is None:
-        return None
-    if unit in _MILES:
-        return number(round(amount * _KM_PER_MILE, 1))
-    return amount
-
-
-def _temperature(value: Any, unit: str) -> int | float | None:
-    amount = number(value)
-    if amount is None:
-        return None
-    if unit in _FAHRENHEIT:
-        return number(round((amount - 32) * 5 / 9, 1))
-    return amount
-
-
-def _timestamp(value: Any) -> str | None:
-    if not isinstance(value, datetime) or value.year < _NO_TIME_BEFORE:
-        return None
-    return iso(value)
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, list | tuple | dict):
-        try:
-            return json.loads(json.dumps(value, default=str))
-        except (TypeError, ValueError):
-            return None
-    return None
-
-
-def _auto(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return number(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def convert(kind: Kind, value: Any, unit: str = "") -> Any:
-    """One attribute's value in the contract's form, or None (not published)."""
-    if kind is Kind.NUMBER or kind is Kind.DURATION:
-        return number(value)
-    if kind is Kind.DISTANCE:
-        return _distance(value, unit)
-    if kind is Kind.TEMPERATURE:
-        return _temperature(value, unit)
-    if kind is Kind.BOOL:
-        return flag(value)
-    if kind is Kind.CHARGING:
-        on = flag(value)
-        return None if on is None else ("CHARGING" if on else "NOT_CHARGING")
-    if kind is Kind.LOCK:
-        on = flag(value)
-        return None if on is None else ("LOCKED" if on else "UNLOCKED")
-    if kind is Kind.TIMESTAMP:
-        return _timestamp(value)
-    if kind is Kind.CLOCK:
-        return value.strftime("%H:%M") if isinstance(value, time) else None
-    if kind is Kind.ENUM:
-        return (snake_case(value).upper() or None) if isinstance(value, str) else None
-    if kind is Kind.JSON:
-        return _json(value)
-    return _auto(value)
-
-
-def status_fields(vehicle: Any) -> dict[str, Any]:
-    """Every known status attribute of a library ``Vehicle`` under its published name; None skipped."""
-    is_bev = drive_train(getattr(vehicle, "engine_type", None)) is DriveTrain.BEV
-    fields: dict[str, Any] = {}
-    for attribute, spec in FIELDS.items():
-        if spec.fuel and is_bev:
-            continue
-        raw = getattr(vehicle, attribute, None)
-        if raw is None:
-            continue
-        value = convert(spec.kind, raw, _unit(vehicle, attribute))
-        if value is not None:
-            fields[spec.name] = value
-    for attribute, raw in vars(vehicle).items():  # what the table does not know yet
-        if attribute.startswith("_") or attribute in FIELDS or attribute in SKIPPED or raw is None:
-            continue
-        kind = Kind.BOOL if attribute.endswith(_FLAG_SUFFIXES) else Kind.AUTO
-        value = convert(kind, raw)
-        if value is not None:
-            fields.setdefault(snake_case(attribute), value)
-    return fields
-
-
-def location(vehicle: Any) -> Location | None:
-    """The car's position; none for missing, out-of-range or 0/0 placeholder coordinates."""
-    lat = number(getattr(vehicle, "location_latitude", None))
-    lon = number(getattr(vehicle, "location_longitude", None))
-    if lat is None or lon is None or (lat == 0 and lon == 0):
-        return None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        return None
-    return Location(latitude=lat, longitude=lon)
 
 
 # --- exceptions ------------------------------------------------------------------------------------
