@@ -308,6 +308,35 @@ def cmd_status(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    """A captured status answer through the provider's real parsing, printed as ``status`` prints it."""
+    from mqttbridge.logsetup import setup_logging
+    from mqttbridge.replay import ReplayUsageError, render, replay_file
+
+    setup_logging(args.log_level or "WARNING")
+    try:
+        status = replay_file(args.provider.strip().lower(), Path(args.file), region=args.region, brand=args.brand)
+    except ReplayUsageError as exc:
+        raise UsageError(str(exc)) from None
+    print(render(status))
+    return EXIT_OK
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> int:
+    """Every raw vendor answer of each account's cars, anonymised, into a folder for a bug report."""
+    from mqttbridge.fingerprint import default_out, run
+
+    config = _load(args)
+    out = Path(args.out) if args.out else default_out()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"--out {out}: exists and is not an empty folder; give a new one")
+    result = run(config, out)
+    print(f"wrote {len(result.files)} file(s) to {out}; look through them, then attach the folder "
+          f"(zipped) to the bug report (README.txt says how to replay each status)")
+    for account in result.failed:
+        print(f"account {account['account']}: {account['error']}", file=sys.stderr)
+    return EXIT_FAILURE if result.failed else EXIT_OK
+
 class _closing:
     def __init__(self, backend):
         self.backend = backend
@@ -396,6 +425,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_config(sub.add_parser("status", help="one fetch of one vehicle, printed as <root>/state JSON"))
     p.add_argument("vehicle", metavar="VEHICLE", help="VIN or configured name")
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("replay", help="no network: one captured vendor status answer through the provider's "
+                                      "parsing, printed as `status` prints it")
+    p.add_argument("--provider", required=True, metavar="P", help="bmw_legacy or hyundai_kia")
+    p.add_argument("--region", metavar="R", help="hyundai_kia: the account's region (europe, usa ...)")
+    p.add_argument("--brand", metavar="B", help="hyundai_kia: the account's brand (kia, hyundai, genesis)")
+    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
+                   help="how much to log on stderr (default WARNING)")
+    p.add_argument("file", metavar="FILE", help="the answer, as the vendor sent it (or as fingerprint saved it)")
+    p.set_defaults(func=cmd_replay)
+
+    p = with_config(sub.add_parser("fingerprint", help="save every raw vendor answer of each car, anonymised, "
+                                                       "for a bug report"))
+    p.add_argument("--out", metavar="DIR", help="the folder to create (default ./mqttbridge-fingerprint-<date>)")
+    p.set_defaults(func=cmd_fingerprint)
     return parser
 
 
