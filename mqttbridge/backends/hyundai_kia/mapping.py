@@ -72,7 +72,11 @@ REGIONS: dict[str, int] = {
     "india": 6,
     "new_zealand": 7,
     "brazil": 8,
+    # the EU's newer CCI/GSPA platform (the OneApp login): const.REGIONS 9 from library 4.29
+    "europe_cci": 9,
 }
+#: the first library release that knows a region (older ones lack it in const.REGIONS)
+REGION_SINCE: dict[str, str] = {"europe_cci": "4.29.0"}
 #: account brand -> (the library's number, the brand as published)
 BRANDS: dict[str, tuple[int, str]] = {
     "kia": (1, "Kia"),
@@ -94,14 +98,21 @@ COMMAND_METHODS: dict[tuple[str, str], str] = {
     ("charging", "OFF"): "stop_charge",
     ("charge_limit", "SET"): "set_charge_limits",
 }
-#: commands every car gets; ``refresh`` and ``force_refresh`` are status reads the bridge makes
+#: (command, action) -> the VehicleManager method that decides whether it is offered: the commands
+#: above, and the forced read behind ``force_refresh`` (a status read the bridge makes)
+COMMAND_PROBES: dict[tuple[str, str], str] = {
+    **COMMAND_METHODS,
+    ("force_refresh", "PRESS"): "force_refresh_vehicle_state",
+}
+#: commands every car gets, where the library builds their request (``capabilities``); ``refresh``
+#: (the cached read) always
 BASE_COMMANDS: dict[str, frozenset[str]] = {
     "lock": frozenset({"LOCK", "UNLOCK"}),
     "climate": frozenset({"ON", "OFF"}),
     "refresh": frozenset({"PRESS"}),
     "force_refresh": frozenset({"PRESS"}),
 }
-#: added for cars with a charging port
+#: added for cars with a charging port, where the library builds their request
 CHARGING_COMMANDS: dict[str, frozenset[str]] = {
     "charging": frozenset({"ON", "OFF"}),
     "charge_limit": frozenset({"SET"}),
@@ -129,6 +140,7 @@ class TemperatureScale:
 #: the USA whole °F from 62 to 82
 CLIMATE_SCALES: dict[str, TemperatureScale] = {
     "europe": TemperatureScale("C", 14.0, 29.5, 0.5),
+    "europe_cci": TemperatureScale("C", 14.0, 29.5, 0.5),  # the same cars; GSPA sends the value as text
     "china": TemperatureScale("C", 14.0, 29.5, 0.5),
     "india": TemperatureScale("C", 14.0, 29.5, 0.5),
     "australia": TemperatureScale("C", 17.0, 26.5, 0.5),
@@ -175,9 +187,17 @@ def execution_state(result: Any) -> tuple[ExecutionStatus, str | None]:
 # --- exceptions ------------------------------------------------------------------------------------
 
 OTP_MESSAGE = (
-    "the vendor asks for a one-time passcode (OTP, sent by e-mail or SMS) to log in, which mqttbridge "
-    "cannot answer; log in once in the official app for this account and complete the verification there, "
-    "then restart mqttbridge"
+    "the vendor asks for a one-time passcode (OTP) to log in; run `mqttbridge login` to have it sent and type it in"
+)
+OTP_SENT_MESSAGE = (
+    "the vendor asks for a one-time passcode (OTP) to log in and has sent it by {sent_to}; send the code "
+    "to the account's otp/set topic or type it into `mqttbridge login` (no new code is asked for before "
+    "{until})"
+)
+OTP_UNSUPPORTED_MESSAGE = (
+    "the vendor asks for a one-time passcode (OTP) to log in, which hyundai_kia_connect_api {version} cannot "
+    "complete in region {region}; log in once in the official app for this account and complete the "
+    "verification there, then restart mqttbridge"
 )
 CONSENT_MESSAGE = (
     "the vendor wants the account holder to accept new terms or give consent first; log in once in the "
@@ -194,11 +214,13 @@ class ErrorRule:
     vendor_code: str | None = None
     #: add the library's (redacted, shortened) message; off where it may carry response dumps
     detail: bool = True
+    #: ActionRequiredError's kind: what the user must do
+    kind: str = "consent"
 
 
 #: library (and requests) exception class -> rule; the most specific class in the MRO wins
 ERRORS: dict[type[BaseException], ErrorRule] = {
-    AuthenticationOTPRequired: ErrorRule(ActionRequiredError, OTP_MESSAGE, detail=False),
+    AuthenticationOTPRequired: ErrorRule(ActionRequiredError, OTP_MESSAGE, detail=False, kind="otp"),
     ConsentRequiredError: ErrorRule(ActionRequiredError, CONSENT_MESSAGE, detail=False),
     AuthenticationError: ErrorRule(AuthError, "login refused; check username and password (and pin)"),
     PINMissingError: ErrorRule(AuthError, "this region needs the account's PIN: set `pin` in the account"),
@@ -277,6 +299,8 @@ def backend_error(exc: BaseException, what: str, *, command: bool = False) -> Mq
         error = ConnectionFailed(message, sent=_sent(exc))
     elif rule.error is RateLimitedError:
         error = RateLimitedError(message, retry_after=None, http_status=None, vendor_code=rule.vendor_code)
+    elif rule.error is ActionRequiredError:
+        error = ActionRequiredError(message, kind=rule.kind, vendor_code=rule.vendor_code)
     else:
         error = rule.error(message, vendor_code=rule.vendor_code)
     if command and (isinstance(error, BadResponseError) or (isinstance(error, ConnectionFailed) and error.sent)):
