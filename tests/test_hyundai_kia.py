@@ -30,7 +30,6 @@ from hyundai_kia_connect_api.const import ORDER_STATUS  # noqa: E402
 from hyundai_kia_connect_api.KiaUvoApiEU import KiaUvoApiEU  # noqa: E402
 
 from mqttbridge.backends.hyundai_kia import (  # noqa: E402
-    ACTION_COOLDOWN_S,
     AUTH_COOLDOWN_S,
     HyundaiKiaBackend,
 )
@@ -551,26 +550,6 @@ def test_refused_token_is_renewed_and_the_read_tried_once_more(eu, make, tmp_pat
     assert eu.login.call_count == 1  # renewed with the refresh token, no password login
     assert backend.manager.token.access_token == "Bearer renewed-access-token"
     assert "renewed-access-token" in (tmp_path / "state" / "tokens" / "kia.json").read_text()
-
-
-def test_otp_demand_is_action_required_and_not_retried(vendor: Vendor, make):
-    otp = {**US_OK, "payload": {"otpKey": "otp-key-1", "hasEmail": True, "email": "d***@example.com"}}
-    vendor.on("POST", r"/prof/authUser$", lambda **_: reply(otp, headers={"xid": "xid-otp"}))
-    backend = make(region="usa")
-    with pytest.raises(ActionRequiredError, match="one-time passcode") as first:
-        backend.list_vehicles()
-    assert "official app" in str(first.value)
-    with pytest.raises(ActionRequiredError, match="not asking the vendor again"):
-        backend.list_vehicles()
-    assert len(vendor.hits("POST", r"/prof/authUser$")) == 1  # the library's login, once
-    make.clock.advance(AUTH_COOLDOWN_S + 1)  # a demand on the user waits longer than a wrong password
-    with pytest.raises(ActionRequiredError):
-        backend.list_vehicles()
-    assert len(vendor.hits("POST", r"/prof/authUser$")) == 1
-    make.clock.advance(ACTION_COOLDOWN_S - AUTH_COOLDOWN_S)
-    with pytest.raises(ActionRequiredError):
-        backend.list_vehicles()
-    assert len(vendor.hits("POST", r"/prof/authUser$")) == 2
 
 
 def test_consent_demand_is_action_required(eu, make):
