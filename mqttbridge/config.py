@@ -477,7 +477,7 @@ _HYUNDAI_KIA = Key(
         "provider": _PROVIDER,
         "brand": Key("str", default=REQUIRED, choices=("kia", "hyundai", "genesis"), ignore_case=True),
         "region": Key("str", default=REQUIRED, ignore_case=True, choices=(
-            "europe", "canada", "usa", "china", "australia", "india", "new_zealand", "brazil")),
+            "europe", "canada", "usa", "china", "australia", "india", "new_zealand", "brazil", "europe_cci")),
         "username": Key("str", default=REQUIRED, nonempty=True),
         "password": Key("str", default=REQUIRED, nonempty=True, secret=True),
         "pin": Key("str", nullable=True, secret=True),

@@ -98,3 +98,17 @@ def test_a_5091_answer_backs_off_until_the_reset(tmp_path: Path) -> None:
     assert vendor.calls == 1
     restarted = BudgetLedger("kia", limit=100, reset=time(0, 0), reserve=10, store=store)
     assert restarted.blocked_until() == ledger.resets_at()  # a restart does not forget the vendor's no
+
+
+def test_a_backend_that_meters_its_requests_is_charged_for_each_one(budgeted, sim) -> None:
+    """One read of ours may cost the vendor several requests (the Hyundai/Kia library's token checks):
+    the budget counts what the vendor saw, and a login's requests too."""
+    backend = budgeted(limit=20, reserve=2)
+    vehicle = backend.list_vehicles()[0]
+    assert backend.ledger.snapshot()["used"] == 1  # a backend that does not meter: one each
+    requests_seen = iter([3, 2])
+    backend.inner.take_vendor_calls = lambda: next(requests_seen)
+    backend.read_status(vehicle)  # the vendor saw 3 requests
+    assert backend.ledger.snapshot()["by_kind"]["cached_read"] == 4
+    backend.login()  # 2 more, though no read of ours
+    assert backend.ledger.snapshot()["used"] == 6

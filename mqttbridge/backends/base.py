@@ -85,6 +85,11 @@ class Backend(ABC):
         needed: the error says so), ``UnsupportedError`` where the provider cannot take codes."""
         raise UnsupportedError(f"{self.provider} takes no one-time code")
 
+    def take_vendor_calls(self) -> int | None:
+        """How many requests the vendor saw for this thread's calls since the last take, where one call of
+        ours may cost several (the Hyundai/Kia library's token checks and extra reads); None: one each."""
+        return None
+
     def takes_codes(self) -> bool:
         """Whether ``submit_code`` can complete a login (the bridge then offers a code entity)."""
         return type(self).submit_code is not Backend.submit_code

@@ -64,6 +64,9 @@ class BudgetedBackend(Backend):
                         (until or self.ledger.resets_at()).isoformat(timespec="minutes"))
             raise
         finally:
+            made = self._vendor_calls()
+            if made is not None and made > 1:  # the vendor counted every request it saw: so do we
+                self.ledger.spend(kind, made - 1)
             self.on_call(kind, result)
             self.on_change()
 
@@ -84,11 +87,27 @@ class BudgetedBackend(Backend):
         return self._call("execution_check", self.inner.execution_status, vehicle, started)
 
     def login(self) -> None:
-        self.inner.login()
+        try:
+            self.inner.login()
+        finally:
+            self._spend_unplanned()
 
     def submit_code(self, kind: str, code: str) -> None:
-        """Not counted: completing a login is no read or command, and the vendor has no car to wake for it."""
-        self.inner.submit_code(kind, code)
+        try:
+            self.inner.submit_code(kind, code)
+        finally:
+            self._spend_unplanned()
+
+    def _vendor_calls(self) -> int | None:
+        take = getattr(self.inner, "take_vendor_calls", None)  # a stand-in backend of a test may lack it
+        return take() if callable(take) else None
+
+    def _spend_unplanned(self) -> None:
+        """A login's requests are no read, but a metering vendor counted them against the day's limit."""
+        made = self._vendor_calls()
+        if made:
+            self.ledger.spend("cached_read", made)
+            self.on_change()
 
     def takes_codes(self) -> bool:
         return self.inner.takes_codes()
