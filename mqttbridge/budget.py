@@ -82,6 +82,8 @@ class BudgetLedger:
         self._counts: dict[str, int] = dict.fromkeys(CALL_KINDS, 0)
         self._blocked: datetime | None = None
         self._exhausted_logged = False
+        #: vendor requests one read costs, as a metering backend last reported (a moving average)
+        self._read_cost = 1.0
         current = self._now()
         self._period_start = self._last_reset(current)
         self._period_end = self._next_reset(current)
@@ -242,10 +244,15 @@ class BudgetLedger:
         if remaining is None or vehicles <= 0:
             return configured
         until_reset = (_utc(self._period_end) - _utc(current)).total_seconds()
-        reads_left = remaining - self.reserve
-        if reads_left <= 0:
+        reads_left = (remaining - self.reserve) / self._read_cost
+        if reads_left < 1:
             return until_reset
         return max(configured, until_reset * vehicles / (reads_left + vehicles))
+
+    def read_cost(self, requests: int) -> None:
+        """One read just cost the vendor ``requests`` requests: reads are spread by what they really cost."""
+        if requests >= 1:
+            self._read_cost = 0.7 * self._read_cost + 0.3 * requests
 
     def vendor_limited(self, until: datetime | None = None) -> None:
         """The vendor refused for its own limit (HTTP 429, code 5091): no calls until ``until`` or the reset."""

@@ -215,6 +215,16 @@ def test_read_interval_floor_and_remaining_time(store: StateStore, clock: WallCl
     assert budget.read_interval(2, 600.0) == pytest.approx(12 * 3600 * 2 / (10 + 2))
 
 
+def test_reads_are_spread_by_what_they_cost_the_vendor(store: StateStore, clock: WallClock) -> None:
+    """A Hyundai/Kia read costs the vendor about 3 requests: 12 left are 4 reads, not 12."""
+    budget = ledger(store, clock, limit=1000, reserve=0)
+    clock.now = datetime(2025, 6, 10, 12, 0, tzinfo=CET)
+    budget.spend("cached_read", 988)
+    for _ in range(40):
+        budget.read_cost(3)  # what the backend keeps reporting
+    assert budget.read_interval(1, 600.0) == pytest.approx(12 * 3600 / (4 + 1), rel=1e-3)
+
+
 def test_exhausted_turns_true_once_reads_stop(store: StateStore, clock: WallClock) -> None:
     budget = ledger(store, clock, limit=10, reserve=3)
     budget.spend("cached_read", 6)

@@ -67,6 +67,8 @@ class BudgetedBackend(Backend):
             made = self._vendor_calls()
             if made is not None and made > 1:  # the vendor counted every request it saw: so do we
                 self.ledger.spend(kind, made - 1)
+            if made is not None and kind == "cached_read":
+                self.ledger.read_cost(made)
             self.on_call(kind, result)
             self.on_change()
 
