@@ -8,7 +8,11 @@
 # No secret is baked in: credentials come at run time, through the environment (${VAR} in the config)
 # or files mounted under /config or /run/secrets (<key>_file in the config).
 
-ARG PYTHON_IMAGE=python:3.11-slim
+# Python 3.13 (the minor version pinned; patch releases arrive with a rebuild) on Debian 13 "trixie".
+# The Hyundai/Kia library's releases from 4.24 on need Python >= 3.12; on 3.11 pip falls back to 4.23.0,
+# which predates the vendors' login change of August 2026. tests/test_versions.py checks this line, and
+# .ci/run's second job tests the same minor version of Python.
+ARG PYTHON_IMAGE=python:3.13-slim-trixie
 # optional extras of pyproject.toml to install, comma-separated: --build-arg EXTRAS=hyundai,metrics
 ARG EXTRAS=hyundai,metrics
 
@@ -19,6 +23,12 @@ ARG EXTRAS
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_ROOT_USER_ACTION=ignore
+
+# An image with the Hyundai/Kia extra is refused on a Python older than 3.12 (--build-arg PYTHON_IMAGE=…):
+# pip would install hyundai-kia-connect-api 4.23.0 there, too old for the vendors' login.
+RUN python -c 'import os, sys; extras = {e.strip() for e in os.environ["EXTRAS"].split(",")}; \
+sys.exit("the hyundai extra needs Python >= 3.12, this image has %d.%d: use PYTHON_IMAGE=python:3.13-slim-trixie" \
+% sys.version_info[:2] if "hyundai" in extras and sys.version_info < (3, 12) else 0)'
 
 # PyPI has binary wheels of every dependency for amd64 and arm64; elsewhere (32-bit Raspberry Pi OS,
 # armhf) some are built from source, which needs a C compiler in this stage only.
@@ -61,7 +71,9 @@ ENV PYTHONUNBUFFERED=1 \
 # The wheels are bind-mounted from the builder, so they never become a layer of this image.
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels "mqttbridge[${EXTRAS}]" \
-    && mqttbridge --version
+    && mqttbridge --version \
+    && python --version \
+    && { pip show hyundai-kia-connect-api 2>/dev/null | grep -E '^(Name|Version):' || true; }
 
 # A fixed uid, so a bind-mounted state folder can be given to it: chown 10001:10001 ./state
 RUN groupadd --system --gid 10001 mqttbridge \
