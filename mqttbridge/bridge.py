@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mqttbridge import __version__, discovery
+from mqttbridge import __version__, discovery, providers
 from mqttbridge.alerts import Notifier, NotifyTarget
 from mqttbridge.backends import Backend, create_backend
 from mqttbridge.backends.budgeted import BudgetedBackend
@@ -60,9 +60,6 @@ EVENT_ALERTS = {
     "budget_exhausted": "budget_exhausted",
     "command_failed": "command_failed",
 }
-#: after a command timed out at the bridge, the field that shows whether the car did act anyway
-OBSERVED_FIELD = {"lock": "door_lock_state", "climate": "air_control_is_on", "charging": "charging_status",
-                  "charge_limit": "ev_charge_limits_ac"}
 
 #: retained commands kept until their vehicle is bridged (more are junk: left alone)
 MAX_EARLY_RETAINED = 100
@@ -84,6 +81,8 @@ class VehicleContext(CommandTarget):
         self.config = vconfig
         self.vin = info.vin
         self.root = bridge.config.root_topic(vconfig)
+        #: what the provider's cars have beyond the common fields (its field names stay out of the core)
+        self.offers = providers.offers(runtime.account.provider)
         self.out = VehiclePublisher(bridge.publisher, self.root)
         self.status: VehicleStatus | None = None
         #: the discovery messages last published for this vehicle
@@ -132,20 +131,31 @@ class VehicleContext(CommandTarget):
                 if self.failures >= self.runtime.account.poll.offline_after:
                     self.set_available(False)
                 raise
-            self.failures = 0
-            self.status = status
-            self.bridge.login.ok(self.runtime.name)
-            self.bridge.metrics.vehicle_read(self.vin, self.config.name, time.time())
-            with self._lock_state:  # with lock_started: the lock topic never goes back to the old state
-                if self._lock_shown_at is not None and started > self._lock_shown_at:
-                    self._lock_shown_at = None  # the car was read after the command: its state is the truth
-                    self.out.lock_override = None
-                changed = self.out.status(status)
-                self.out.lock()  # also when nothing else changed: a shown LOCKED gives way to the car's state
-            self.set_available(True)
-            if changed or not self.announced:
-                self.bridge.publish_discovery(self)
+            self._accept(status, started)
             return status
+
+    def push_status(self, status: VehicleStatus) -> None:
+        """A status a pushing backend handed over (a stream): published like a read, only what changed."""
+        with self._read_lock:
+            with self._lock_state:
+                self._reads_started += 1
+                started = self._reads_started
+            self._accept(status, started)
+
+    def _accept(self, status: VehicleStatus, started: int) -> None:
+        self.failures = 0
+        self.status = status
+        self.bridge.login.ok(self.runtime.name)
+        self.bridge.metrics.vehicle_read(self.vin, self.config.name, time.time())
+        with self._lock_state:  # with lock_started: the lock topic never goes back to the old state
+            if self._lock_shown_at is not None and started > self._lock_shown_at:
+                self._lock_shown_at = None  # the car was read after the command: its state is the truth
+                self.out.lock_override = None
+            changed = self.out.status(status)
+            self.out.lock()  # also when nothing else changed: a shown LOCKED gives way to the car's state
+        self.set_available(True)
+        if changed or not self.announced:
+            self.bridge.publish_discovery(self)
 
     def read_dataset(self, name: str) -> None:
         self.out.dataset(name, self.runtime.backend.read_dataset(self.info, name))
@@ -170,9 +180,10 @@ class VehicleContext(CommandTarget):
         """The vendor sets AC and DC together; a slider moves one, so the other keeps its current value."""
         params = dict(request.params)
         fields = self.status.fields if self.status else {}
+        names = dict(zip(("ac", "dc"), self.offers.charge_limits or ("", ""), strict=True))
         for side in ("ac", "dc"):
             if side not in params:
-                current = fields.get(f"ev_charge_limits_{side}")
+                current = fields.get(names[side])
                 if current is None:
                     raise UnsupportedError(f"the current {side.upper()} charge limit is unknown; send both ac and dc")
                 params[side] = int(current)
@@ -186,7 +197,7 @@ class VehicleContext(CommandTarget):
 
     def observed(self, command: str) -> str | None:
         """What the car shows now for ``command`` (after a timeout: did it act anyway?)."""
-        name = OBSERVED_FIELD.get(command)
+        name = self.offers.observed.get(command)
         if name is None or self.status is None or name not in self.status.fields:
             return None
         return f"the car now reports {name} {self.status.fields[name]}"
@@ -241,6 +252,8 @@ class AccountRuntime:
     #: publishes the retained budget topic, coalescing bursts
     budget_out: Throttled = field(default_factory=lambda: Throttled(lambda: None, 0.0))
     poller: AccountPoller | None = None
+    #: the backend was started (``Backend.start``): once, after the first listing
+    started: bool = False
 
     @property
     def policy(self) -> ForcedReadPolicy:
@@ -289,6 +302,17 @@ class AccountRuntime:
         self.bridge.resume_executions(self)
         self.listed.set()
         self.bridge.vehicles_changed()
+        if not self.started:  # a pushing backend (a stream) starts handing statuses over now
+            self.started = True
+            self.backend.start(self)
+
+    def push(self, vin: str, status: VehicleStatus) -> None:
+        """``StatusSink``: a status the backend pushed; charged to no budget, dropped for an unbridged car."""
+        ctx = next((c for c in self.vehicles if c.vin.upper() == vin.upper()), None)
+        if ctx is None:
+            log.debug("account %s: a pushed status for %s, which is not bridged", self.name, vin)
+            return
+        ctx.push_status(status)
 
 
 class Bridge:
@@ -374,7 +398,10 @@ class Bridge:
         for ctx in list(self.by_root.values()):
             ctx.runner.shutdown()
         for rt in self.accounts:
-            rt.budget_out.flush()
+            if rt.started:
+                rt.backend.stop()
+            rt.budget_out.flush()  # the last count, before the table is frozen
+        self.publisher.frozen = True  # from here on what is on the broker is what the table says
         self.snapshot.stop()
         self.session.stop(offline_payload="offline")
         for rt in self.accounts:

@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 CALL_KINDS = ("cached_read", "forced_read", "command", "execution_check")
 READ_KINDS = frozenset({"cached_read", "forced_read"})
 
-DEFAULT_BUDGETS: dict[str, int | None] = {"bmw_legacy": None, "hyundai_kia": 100}
-
 _STATE_VERSION = 1
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from mqttbridge.errors import ConfigError
 from mqttbridge.logsetup import MIN_SECRET_LEN, mask_secrets, secret_pattern
+from mqttbridge.providers import AccountSchemas
 
 logger = logging.getLogger(__name__)
 
@@ -106,32 +107,24 @@ class VehicleConfig:
     unlock_code: str | None = field(default=None, repr=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AccountConfig:
-    """One vendor account; an empty ``vehicles`` means every vehicle of the account."""
+    """What every account has, whatever its provider; each provider's package subclasses it with its own
+    keys (``account_schema`` builds the schema). An empty ``vehicles`` means every vehicle of the account."""
 
     name: str
     provider: str
-    region: str
-    username: str
-    password: str = field(repr=False)
-    base_url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    api_secret: str | None = field(default=None, repr=False)
-    token_endpoint: str = "webapi"
-    security_answer: str | None = field(default=None, repr=False)
-    timeout: float = 30.0
-    retries: int = 5
     poll: PollConfig = field(default_factory=PollConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     vehicles: tuple[VehicleConfig, ...] = ()
-    #: hyundai_kia: kia | hyundai | genesis, and the PIN some regions need
-    brand: str | None = None
-    pin: str | None = field(default=None, repr=False)
 
     def vehicle(self, vin: str) -> VehicleConfig | None:
         """The configured entry for ``vin``, or None when the account does not list it."""
         return next((v for v in self.vehicles if v.vin == vin), None)
+
+    def where(self) -> str:
+        """Where the account's vendor is, for ``check-config``'s summary (e.g. ``region europe``)."""
+        return ""
 
 
 @dataclass(frozen=True)
@@ -212,10 +205,8 @@ class Config:
         lines.append(f"unlock lockout: {lockout.minutes} min after {lockout.attempts} wrong codes within "
                      f"{lockout.window_minutes} min")
         for account in self.accounts:
-            server = f"server {account.base_url}" if account.base_url else f"region {account.region}"
-            lines.append(
-                f"account {account.name}: {account.provider}, {server}, poll every {account.poll.interval} s"
-            )
+            where = f", {account.where()}" if account.where() else ""
+            lines.append(f"account {account.name}: {account.provider}{where}, poll every {account.poll.interval} s")
             if not account.vehicles:
                 lines.append(f"  vehicles: all of the account's, at {mqtt.base_topic}/<vin in lower case>")
             for vehicle in account.vehicles:
@@ -434,9 +425,6 @@ def _poll(daily_budget: int | None) -> Key:
     )
 
 
-_POLL = _poll(None)
-#: vendor-api-facts B4: US Hyundai allows 30 calls a day, EU users hit 5091 at 15-minute polls
-HYUNDAI_KIA_DAILY_BUDGET = 100
 _COMMANDS = Key(
     "section",
     build=CommandsConfig,
@@ -447,49 +435,23 @@ _COMMANDS = Key(
     },
 )
 
-_BMW_LEGACY = Key(
-    "section",
-    build=AccountConfig,
-    fields={
+
+def account_schema(build: Callable[..., AccountConfig], fields: Mapping[str, Key], *,
+                   daily_budget: int | None = None) -> Key:
+    """A provider's account section: ``name`` and ``provider``, the provider's own ``fields``, then the
+    sections every account has (``poll`` with the provider's default budget, ``commands``, ``vehicles``)."""
+    return Key("section", build=build, fields={
         "name": _ACCOUNT_NAME,
         "provider": _PROVIDER,
-        "region": Key("str", default="rest_of_world", choices=("rest_of_world", "north_america", "china")),
-        "base_url": Key("url", nullable=True),
-        "username": Key("str", default=REQUIRED, nonempty=True),
-        "password": Key("str", default=REQUIRED, nonempty=True, secret=True),
-        "api_key": Key("str", default=REQUIRED, nonempty=True, secret=True),
-        "api_secret": Key("str", default=REQUIRED, nonempty=True, secret=True),
-        "token_endpoint": Key("str", default="webapi", choices=("webapi", "gcdm")),
-        "security_answer": Key("str", nullable=True, secret=True),
-        "timeout": Key("number", default=30.0, minimum=1, maximum=120),
-        "retries": Key("int", default=5, minimum=1, maximum=10),
-        "poll": _POLL,
+        **fields,
+        "poll": _poll(daily_budget),
         "commands": _COMMANDS,
         "vehicles": Key("list", default=(), item=_VEHICLE),
-    },
-)
+    })
 
-_HYUNDAI_KIA = Key(
-    "section",
-    build=AccountConfig,
-    fields={
-        "name": _ACCOUNT_NAME,
-        "provider": _PROVIDER,
-        "brand": Key("str", default=REQUIRED, choices=("kia", "hyundai", "genesis"), ignore_case=True),
-        "region": Key("str", default=REQUIRED, ignore_case=True, choices=(
-            "europe", "canada", "usa", "china", "australia", "india", "new_zealand", "brazil", "europe_cci")),
-        "username": Key("str", default=REQUIRED, nonempty=True),
-        "password": Key("str", default=REQUIRED, nonempty=True, secret=True),
-        "pin": Key("str", nullable=True, secret=True),
-        "retries": Key("int", default=5, minimum=1, maximum=10),
-        "poll": _poll(HYUNDAI_KIA_DAILY_BUDGET),
-        "commands": _COMMANDS,
-        "vehicles": Key("list", default=(), item=_VEHICLE),
-    },
-)
 
-# provider name -> account schema; a new backend adds one entry here.
-PROVIDERS: dict[str, Key] = {"bmw_legacy": _BMW_LEGACY, "hyundai_kia": _HYUNDAI_KIA}
+#: provider name -> account schema, from the installed providers (mqttbridge.providers)
+PROVIDERS: Mapping[str, Key] = AccountSchemas()
 
 _NOTIFY = Key(
     "section",

@@ -42,11 +42,6 @@ log = logging.getLogger(__name__)
 FIXED_LATITUDE = 50.0
 FIXED_LONGITUDE = 10.0
 MASK = "***"
-#: provider -> its capture module
-CAPTURERS: dict[str, str] = {
-    "bmw_legacy": "mqttbridge.backends.bmw_legacy.fingerprint",
-    "hyundai_kia": "mqttbridge.backends.hyundai_kia.fingerprint",
-}
 
 # --- anonymising -----------------------------------------------------------------------------------
 
@@ -478,7 +473,11 @@ def default_out(now: date | None = None, cwd: Path | None = None) -> Path:
 
 
 def _capturer(provider: str) -> Any:
-    module_name = CAPTURERS.get(provider)
+    """The provider's capture module (``ProviderSpec.fingerprint``)."""
+    from mqttbridge.providers import available
+
+    spec = available().get(provider)
+    module_name = spec.fingerprint if spec is not None else None
     if module_name is None:
         raise MqttBridgeError(f"fingerprint cannot capture {provider} accounts yet")
     return importlib.import_module(module_name)

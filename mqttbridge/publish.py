@@ -63,9 +63,14 @@ class Publisher:
         self.version = 0
         #: the session's connection state, when it has one (MqttSession does)
         self._online: threading.Event | None = getattr(session, "connected", None)
+        #: set at stop: a read still finishing must not change the table after the last publish (the demo
+        #: deletes what the table says it published, the snapshot saves it)
+        self.frozen = False
 
     def retained(self, topic: str, payload: str, *, force: bool = False) -> bool:
         with self._lock:
+            if self.frozen:
+                return False
             if not force and self._retained.get(topic) == payload:
                 return False
             self._retained[topic] = payload

@@ -33,12 +33,12 @@ log = logging.getLogger(__name__)
 
 #: the block the shared fixtures' maintainers added to each capture; a vendor never sends it
 FIXTURE_META = "_fixture_meta"
-#: provider -> its reader module; a provider without one cannot be replayed (yet)
-READERS: dict[str, str] = {
-    "bmw_legacy": "mqttbridge.backends.bmw_legacy.replay",
-    "hyundai_kia": "mqttbridge.backends.hyundai_kia.replay",
-    "bmw_cardata": "mqttbridge.backends.bmw_cardata.replay",
-}
+
+def _readers() -> dict[str, str]:
+    """provider -> its reader module (``ProviderSpec.replay``); a provider without one cannot be replayed."""
+    from mqttbridge.providers import available
+
+    return {name: spec.replay for name, spec in available().items() if spec.replay}
 
 
 class ReplayError(MqttBridgeError):
@@ -87,11 +87,10 @@ def describe(value: Any) -> str:
 
 def reader(provider: str) -> ModuleType:
     """The provider's reader module; an unknown provider is a usage error, a missing library is not."""
-    from mqttbridge.backends.registry import providers
-
-    module_name = READERS.get(provider)
-    if module_name is None or provider not in providers():
-        known = ", ".join(sorted(p for p in READERS if p in providers()))
+    readers = _readers()
+    module_name = readers.get(provider)
+    if module_name is None:
+        known = ", ".join(sorted(readers))
         raise ReplayUsageError(f"unknown provider {provider!r}; replay knows: {known}")
     try:
         return importlib.import_module(module_name)

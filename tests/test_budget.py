@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mqttbridge.budget import CALL_KINDS, DEFAULT_BUDGETS, BudgetLedger
+from mqttbridge.budget import CALL_KINDS, BudgetLedger
 from mqttbridge.statestore import StateStore
 
 CET = timezone(timedelta(hours=1))
@@ -54,7 +54,10 @@ def ledger(store: StateStore, clock: WallClock, *, limit: int | None = 50, reser
 
 
 def test_defaults_documented() -> None:
-    assert DEFAULT_BUDGETS == {"bmw_legacy": None, "hyundai_kia": 100}
+    from mqttbridge.providers import available
+
+    assert {name: spec.default_budget for name, spec in available().items()} == {"bmw_legacy": None,
+                                                                                 "hyundai_kia": 100}
     import mqttbridge.budget as module
 
     assert "30" in (module.__doc__ or "") and "5091" in (module.__doc__ or "")

@@ -16,7 +16,6 @@ from mqttbridge.config import (
     PROVIDERS,
     REQUIRED,
     SCHEMA,
-    AccountConfig,
     Config,
     HomeAssistantConfig,
     Key,
@@ -144,14 +143,12 @@ def test_dataclass_defaults_match_the_schema() -> None:
         (TlsConfig, SCHEMA.fields["mqtt"].fields["tls"]),
         (PollConfig, PROVIDERS["bmw_legacy"].fields["poll"]),
         (VehicleConfig, PROVIDERS["bmw_legacy"].fields["vehicles"].item),
-        (AccountConfig, PROVIDERS["bmw_legacy"].fields),
+        *((PROVIDERS[name].build, PROVIDERS[name].fields) for name in PROVIDERS),  # each provider's account
     ]
     checked = 0
     for cls, spec in pairs:
         fields = spec if isinstance(spec, dict) else spec.fields
         for f in dataclasses.fields(cls):
-            if cls is AccountConfig and f.name not in fields:
-                fields = {**fields, **PROVIDERS["hyundai_kia"].fields}  # brand, pin: the other provider's keys
             key = fields[f.name]
             if (
                 f.default is dataclasses.MISSING
@@ -354,13 +351,17 @@ def test_provider_required_and_unknown_lists_known() -> None:
 
 
 def test_provider_table_selects_the_schema(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mqttbridge import providers
+
     fake = Key("section", fields={"name": Key("str"), "provider": Key("str"), "pin": Key("int", default=0)})
-    monkeypatch.setitem(PROVIDERS, "fake", fake)
+    spec = providers.ProviderSpec(name="fake", account_schema=fake, backend="nowhere:Nothing")
+    monkeypatch.setattr(providers, "_loaded", {**providers.available(), "fake": spec})
+    assert PROVIDERS["fake"] is fake  # the table is read from the installed providers
     found = problems(minimal(accounts=[{"name": "f", "provider": "fake", "pin": "x", "api_key": "k"}]))
     assert has(found, "accounts[0].pin", "must be an integer"), found
     assert has(found, "accounts[0].api_key", "unknown key"), found
     assert_problem(
-        minimal(accounts=[account(provider="nope")]), "accounts[0].provider", "bmw_legacy, hyundai_kia, fake"
+        minimal(accounts=[account(provider="nope")]), "accounts[0].provider", "bmw_legacy, fake, hyundai_kia"
     )
 
 

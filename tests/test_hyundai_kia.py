@@ -29,7 +29,7 @@ from hyundai_kia_connect_api import exceptions as hk  # noqa: E402
 from hyundai_kia_connect_api.const import ORDER_STATUS  # noqa: E402
 from hyundai_kia_connect_api.KiaUvoApiEU import KiaUvoApiEU  # noqa: E402
 
-from mqttbridge.backends.hyundai_kia import (  # noqa: E402
+from mqttbridge.backends.hyundai_kia.backend import (  # noqa: E402
     AUTH_COOLDOWN_S,
     HyundaiKiaBackend,
 )

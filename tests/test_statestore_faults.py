@@ -164,7 +164,7 @@ def test_the_bmw_backend_logs_in_again_after_its_token_file_was_set_aside(sim, t
 
 def test_the_hyundai_kia_backend_starts_without_a_token_file_that_is_not_utf8(tmp_path: Path) -> None:
     pytest.importorskip("hyundai_kia_connect_api")
-    from mqttbridge.backends.hyundai_kia import HyundaiKiaBackend
+    from mqttbridge.backends.hyundai_kia.backend import HyundaiKiaBackend
 
     token = _plant(tmp_path, "tokens/kia.json")
     account = SimpleNamespace(

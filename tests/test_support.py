@@ -128,7 +128,7 @@ def test_check_config_says_when_a_providers_extra_is_missing(tmp_path: Path, cap
     real = importlib.import_module
 
     def without_the_library(name: str, *args):
-        if name == "mqttbridge.backends.hyundai_kia":
+        if name == "mqttbridge.backends.hyundai_kia.backend":
             raise ModuleNotFoundError("No module named 'hyundai_kia_connect_api'", name="hyundai_kia_connect_api")
         return real(name, *args)
 

@@ -7,7 +7,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from mqttbridge.errors import UnsupportedError
 from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
@@ -24,6 +24,13 @@ class RetryPolicy:
     backoff_max: float = 30.0
     #: a 429 asking to wait longer than this is raised at once, for the scheduler to back off
     max_retry_after: float = 60.0
+
+
+class StatusSink(Protocol):
+    """Where a pushing backend hands its statuses: the bridge publishes them like a read (only what changed)
+    and charges no budget."""
+
+    def push(self, vin: str, status: VehicleStatus) -> None: ...
 
 
 class Backend(ABC):
@@ -73,6 +80,13 @@ class Backend(ABC):
     @abstractmethod
     def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
         """Where the execution ``started`` (as ``execute`` returned it) stands now."""
+
+    def start(self, sink: StatusSink) -> None:  # noqa: B027 - optional: polled backends push nothing
+        """Called once the account's vehicles are listed: a backend that receives data (a stream) starts
+        handing statuses to ``sink`` here, from a thread of its own. It must not block."""
+
+    def stop(self) -> None:  # noqa: B027 - optional
+        """The bridge stops: end what ``start`` began (``close`` follows)."""
 
     def login(self) -> None:
         """Log in now, for ``mqttbridge login`` and after a code was given. ``ActionRequiredError`` (with its

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from mqttbridge.backends.base import Backend
+from mqttbridge.backends.base import Backend, StatusSink
 from mqttbridge.budget import BudgetLedger
 from mqttbridge.errors import BudgetExhaustedError, RateLimitedError
 from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
@@ -87,6 +87,16 @@ class BudgetedBackend(Backend):
 
     def execution_status(self, vehicle: VehicleInfo, started: ExecutionUpdate) -> ExecutionUpdate:
         return self._call("execution_check", self.inner.execution_status, vehicle, started)
+
+    def start(self, sink: StatusSink) -> None:
+        start = getattr(self.inner, "start", None)  # a test's stand-in backend may have none
+        if callable(start):
+            start(sink)  # pushed statuses cost no call: nothing to count
+
+    def stop(self) -> None:
+        stop = getattr(self.inner, "stop", None)
+        if callable(stop):
+            stop()
 
     def login(self) -> None:
         try:

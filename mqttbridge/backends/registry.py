@@ -1,43 +1,23 @@
-"""Provider name -> backend class. Modules load on first use, so an optional backend's library
-(``hyundai-kia-connect-api``) is only needed by those who configure it."""
+"""Provider name -> backend, through the installed providers' specs (``mqttbridge.providers``). A backend's
+module loads on first use, so an optional library is only needed by those who configure its provider."""
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING, Any
 
-from mqttbridge.errors import MqttBridgeError
+from mqttbridge import providers as _providers
 
 if TYPE_CHECKING:
     from mqttbridge.backends.base import Backend
     from mqttbridge.statestore import StateStore
 
-_REGISTRY: dict[str, str] = {
-    "bmw_legacy": "mqttbridge.backends.bmw_legacy:BmwLegacyBackend",
-    "hyundai_kia": "mqttbridge.backends.hyundai_kia:HyundaiKiaBackend",
-}
-
 
 def providers() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(_providers.available())
 
 
 def backend_class(provider: str) -> type[Backend]:
-    try:
-        target = _REGISTRY[provider]
-    except KeyError:
-        raise MqttBridgeError(
-            f"unknown provider {provider!r}; known: {', '.join(providers())}"
-        ) from None
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise MqttBridgeError(
-            f"the {provider} backend needs a library that is not installed ({exc.name}); "
-            f"install it with: pip install 'mqttbridge[{provider.split('_')[0]}]'"
-        ) from None
-    return getattr(module, class_name)
+    return _providers.get(provider).backend_class()
 
 
 def create_backend(account: Any, store: StateStore, **kwargs: Any) -> Backend:
