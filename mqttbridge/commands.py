@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mqttbridge.charging_profile import ProfileError, check_profile
+from mqttbridge.command_table import COMMANDS, PARAMS
 from mqttbridge.errors import BackendError, UnsupportedError
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate
 from mqttbridge.normalize import iso
@@ -45,54 +46,6 @@ NOT_CONFIRMED = "the bridge restarted before the vendor confirmed the command; n
 
 
 # --- parsing -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """One command topic: its plain-word payloads and the JSON keys it accepts besides ``action``."""
-
-    words: tuple[str, ...]
-    json_keys: frozenset[str] = frozenset()
-    #: the action implied by a JSON payload without ``action`` (e.g. ``{"count": 2}``)
-    default_action: str | None = None
-    #: the whole JSON object is the parameter (charging_profile's weeklyPlanner)
-    object_param: str | None = None
-    #: at least one of ``json_keys`` must be given (charge_limit)
-    needs_params: bool = False
-
-
-COMMANDS: dict[str, CommandSpec] = {
-    "lock": CommandSpec(("LOCK", "UNLOCK"), frozenset({"code"})),
-    "climate": CommandSpec(("ON", "OFF"), frozenset({"temperature", "defrost", "duration", "heating"})),
-    "charging": CommandSpec(("ON", "OFF")),
-    "flash_lights": CommandSpec(("PRESS",), frozenset({"count"}), default_action="PRESS"),
-    "horn": CommandSpec(("PRESS",)),
-    "find_vehicle": CommandSpec(("PRESS",)),
-    "charging_profile": CommandSpec((), default_action="SET", object_param="profile"),
-    "refresh": CommandSpec(("PRESS",)),
-    "force_refresh": CommandSpec(("PRESS",)),
-    "charge_limit": CommandSpec(("SET",), frozenset({"ac", "dc"}), default_action="SET", needs_params=True),
-}
-
-#: parameter checks: name -> (validator returning an error text or None)
-_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "code": lambda v: None if isinstance(v, str | int) and not isinstance(v, bool) and str(v) else "must be a string",
-    "temperature": lambda v: None if _is_number(v) and 14 <= v <= 30 else "must be a number from 14 to 30 (°C)",
-    "defrost": lambda v: None if isinstance(v, bool) else "must be true or false",
-    "duration": lambda v: None if _is_int(v) and 1 <= v <= 30 else "must be whole minutes from 1 to 30",
-    "heating": lambda v: None if _is_int(v) and 0 <= v <= 4 else "must be a whole number from 0 to 4",
-    "count": lambda v: None if _is_int(v) and 1 <= v <= 10 else "must be a whole number from 1 to 10",
-    "ac": lambda v: None if _is_int(v) and 50 <= v <= 100 and v % 10 == 0 else "must be 50 to 100 in steps of 10",
-    "dc": lambda v: None if _is_int(v) and 50 <= v <= 100 and v % 10 == 0 else "must be 50 to 100 in steps of 10",
-}
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -153,7 +106,7 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
     params: dict[str, Any] = {}
     code: str | None = None
     for key in sorted(spec.json_keys & set(data)):
-        problem = _CHECKS[key](data[key])
+        problem = PARAMS[key].check(data[key])
         if problem:
             raise Rejected(f"{key} {problem}")
         if key == "code":

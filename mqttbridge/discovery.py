@@ -1,4 +1,4 @@
-"""Home Assistant MQTT discovery payloads, built from data (``fields.FIELDS`` and ``COMMANDS`` below).
+"""Home Assistant MQTT discovery payloads, built from data (``fields.FIELDS`` and ``command_table.COMMANDS``).
 
 Pure functions: they return ``(topic, JSON payload)`` pairs and the caller publishes them retained
 with QoS 1, so the rules of ``shared/docs/ha-mqtt-discovery.md`` can be tested without a broker.
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from mqttbridge.command_table import COMMANDS, Command
 from mqttbridge.config import HomeAssistantConfig
 from mqttbridge.fields import FIELDS, FieldSpec
 from mqttbridge.model import ExecutionStatus, VehicleInfo
@@ -37,49 +38,6 @@ UNLOCK_CODE_TEMPLATE = '{"action": "{{ value }}", "code": "{{ code }}"}'
 _TOPIC_ID = re.compile(r"[^a-zA-Z0-9_-]")
 _SLUG = re.compile(r"[^a-z0-9]+")
 
-
-@dataclass(frozen=True)
-class CommandSpec:
-    """One command's Home Assistant entities: a control of ``kind`` and a last-execution sensor.
-
-    ``kind``: ``lock``; ``button`` (payload PRESS); ``toggle`` (a switch when the car takes ON and
-    OFF, else a ``start_label`` button sending ON); ``none`` (only the execution sensor).
-    """
-
-    command: str
-    key: str
-    label: str
-    noun: str
-    icon: str
-    kind: str
-    start_label: str | None = None
-    #: toggle state: the field whose value ``state_on`` means ON (no field: the switch is optimistic)
-    state_field: str | None = None
-    state_on: str | None = None
-    #: made even when ``VehicleInfo.commands`` does not list the command (the bridge itself serves it)
-    always: bool = False
-
-
-COMMANDS: dict[str, CommandSpec] = {
-    spec.command: spec
-    for spec in (
-        CommandSpec("lock", "lock", "Lock", "lock", "mdi:car-door-lock", "lock"),
-        CommandSpec("climate", "climate_control", "Climate", "climate", "mdi:air-conditioner", "toggle",
-                    start_label="Start climate"),
-        CommandSpec("charging", "charging_control", "Charging", "charging", "mdi:ev-station", "toggle",
-                    start_label="Start charging", state_field="charging_status", state_on="CHARGING"),
-        CommandSpec("flash_lights", "flash_lights", "Flash lights", "flash lights", "mdi:car-light-high", "button"),
-        CommandSpec("horn", "horn", "Sound horn", "horn", "mdi:bullhorn", "button"),
-        CommandSpec("find_vehicle", "find_vehicle", "Find vehicle", "find vehicle", "mdi:crosshairs-gps", "button"),
-        CommandSpec("refresh", "refresh", "Refresh", "refresh", "mdi:refresh", "button", always=True),
-        CommandSpec("force_refresh", "force_refresh", "Wake and refresh", "wake and refresh",
-                    "mdi:car-connected", "button"),
-        CommandSpec("charging_profile", "charging_profile", "Charging profile", "charging profile",
-                    "mdi:calendar-clock", "none"),
-        CommandSpec("charge_limit", "charge_limit", "Charge limit", "charge limit", "mdi:battery-charging-80",
-                    "number"),
-    )
-}
 
 #: entities that do not come from a field or a command row
 CHARGING_KEY = "charging"
@@ -200,13 +158,13 @@ def _decorate(config: dict[str, Any], *, icon: str | None = None, diagnostic: bo
         config["enabled_by_default"] = False
 
 
-def _command_entities(spec: CommandSpec, vehicle: DiscoveredVehicle) -> list[_Entity]:
+def _command_entities(spec: Command, vehicle: DiscoveredVehicle) -> list[_Entity]:
     """The control of one supported command (if it has one) and its last-execution sensor."""
     root = vehicle.root
-    actions = vehicle.info.commands.get(spec.command, frozenset())
-    command_topic = f"{root}/{spec.command}/set"
+    actions = vehicle.info.commands.get(spec.name, frozenset())
+    command_topic = f"{root}/{spec.name}/set"
     entities: list[_Entity] = []
-    if spec.kind == "lock":
+    if spec.entity == "lock":
         config: dict[str, Any] = {
             "name": spec.label, "command_topic": command_topic, "state_topic": f"{root}/lock",
             "payload_lock": "LOCK", "payload_unlock": "UNLOCK", **LOCK_STATES,
@@ -215,19 +173,19 @@ def _command_entities(spec: CommandSpec, vehicle: DiscoveredVehicle) -> list[_En
         if vehicle.unlock_code:
             config.update(code_format=UNLOCK_CODE_FORMAT, command_template=UNLOCK_CODE_TEMPLATE)
         entities.append(_Entity("lock", spec.key, config))
-    elif spec.kind == "button":
+    elif spec.entity == "button":
         entities.append(_Entity("button", spec.key, {"name": spec.label, "command_topic": command_topic,
                                                      "payload_press": "PRESS", "retain": False}))
-    elif spec.command == "climate" and {"ON", "OFF"} <= actions and "climate_temperature" in vehicle.info.features:
+    elif spec.name == "climate" and {"ON", "OFF"} <= actions and "climate_temperature" in vehicle.info.features:
         entities.append(_Entity("climate", spec.key, _climate_config(spec, root)))
-    elif spec.kind == "number" and "SET" in actions:
+    elif spec.entity == "number" and "SET" in actions:
         for side in ("ac", "dc"):
             entities.append(_Entity("number", f"{spec.key}_{side}", {
                 "name": f"{spec.label} {side.upper()}", "command_topic": command_topic,
                 "command_template": f'{{"{side}": {{{{ value | int }}}}}}',
                 "state_topic": f"{root}/ev_charge_limits_{side}", "min": 50, "max": 100, "step": 10,
                 "unit_of_measurement": "%", "mode": "slider", "retain": False}))
-    elif spec.kind == "toggle" and {"ON", "OFF"} <= actions:
+    elif spec.entity == "toggle" and {"ON", "OFF"} <= actions:
         config = {"name": spec.label, "command_topic": command_topic, "payload_on": "ON", "payload_off": "OFF",
                   "retain": False}
         if spec.state_field:
@@ -236,19 +194,19 @@ def _command_entities(spec: CommandSpec, vehicle: DiscoveredVehicle) -> list[_En
         else:
             config["optimistic"] = True
         entities.append(_Entity("switch", spec.key, config))
-    elif spec.kind == "toggle" and "ON" in actions:
+    elif spec.entity == "toggle" and "ON" in actions:
         entities.append(_Entity("button", spec.key, {"name": spec.start_label or spec.label,
                                                      "command_topic": command_topic, "payload_press": "ON",
                                                      "retain": False}))
     for entity in entities:
         _decorate(entity.config, icon=spec.icon)
-    entities.append(_status_entity(spec.command, spec.noun, root))
+    entities.append(_status_entity(spec.name, spec.noun, root))
     return entities
 
 
-def _climate_config(spec: CommandSpec, root: str) -> dict[str, Any]:
+def _climate_config(spec: Command, root: str) -> dict[str, Any]:
     """A climate entity for cars whose climate takes a target temperature (Hyundai/Kia): off or on."""
-    command_topic = f"{root}/{spec.command}/set"
+    command_topic = f"{root}/{spec.name}/set"
     return {
         "name": spec.label, "modes": ["off", "heat_cool"],
         "mode_command_topic": command_topic,
@@ -283,7 +241,7 @@ def _vehicle_entities(vehicle: DiscoveredVehicle) -> list[_Entity]:
         entities.append(_Entity("device_tracker", LOCATION_KEY, {
             "name": None, "json_attributes_topic": f"{root}/location", "source_type": "gps", "icon": "mdi:car"}))
     for spec in COMMANDS.values():
-        if spec.always or spec.command in vehicle.info.commands:
+        if spec.always or spec.name in vehicle.info.commands:
             entities.extend(_command_entities(spec, vehicle))
     for command in vehicle.info.commands:
         if command not in COMMANDS:  # a backend's own command: at least its outcome is visible
@@ -434,11 +392,11 @@ def _possible_entities() -> dict[str, set[str]]:
     control = {"lock": {"lock"}, "button": {"button"}, "toggle": {"switch", "button", "climate"}, "none": set(),
                "number": set()}
     for spec in COMMANDS.values():
-        keys.setdefault(spec.key, set()).update(control[spec.kind])
-        if spec.kind == "number":
+        keys.setdefault(spec.key, set()).update(control[spec.entity])
+        if spec.entity == "number":
             for side in ("ac", "dc"):
                 keys.setdefault(f"{spec.key}_{side}", set()).add("number")
-        keys.setdefault(status_key(spec.command), set()).add("sensor")
+        keys.setdefault(status_key(spec.name), set()).add("sensor")
     return {key: platforms for key, platforms in keys.items() if platforms}
 
 
