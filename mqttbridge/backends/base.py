@@ -56,9 +56,13 @@ class Backend(ABC):
         #: set by close(): retries stop, and a back-off between them ends at once (a stopping daemon does not
         #: wait out a failing vendor's retries)
         self.closing = threading.Event()
-        self.sleep: Callable[[float], None] = sleep if sleep is not None else self.closing.wait
+        self.sleep: Callable[[float], None] = sleep if sleep is not None else self._wait_closing
         self.clock = clock
         self.policy = policy or RetryPolicy(attempts=getattr(account, "retries", RetryPolicy.attempts))
+
+    def _wait_closing(self, seconds: float) -> None:
+        """The default ``sleep``: waits ``seconds``, less when ``close()`` is called meanwhile."""
+        self.closing.wait(seconds)
 
     @abstractmethod
     def list_vehicles(self) -> list[VehicleInfo]:

@@ -78,7 +78,8 @@ def replay_answer(
     """A ``/status`` answer -> the VehicleStatus the backend's ``read_status`` returns for it."""
     wrapped = _wrapped(body, source)
     inner = wrapped.get("vehicleStatus")
-    vin = inner.get("vin") if isinstance(inner, dict) and isinstance(inner.get("vin"), str) else "REPLAY"
+    found = inner.get("vin") if isinstance(inner, dict) else None
+    vin = found if isinstance(found, str) else "REPLAY"
     try:
         return parse_status(wrapped, vin, fetched_at)
     except BadResponseError as exc:

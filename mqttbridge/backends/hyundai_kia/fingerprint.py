@@ -62,6 +62,9 @@ def _name(exchange: Exchange, ids: tuple[str, ...]) -> str:
 def capture(account: Any, store: StateStore, anonymiser: Anonymiser) -> Iterator[Capture | dict[str, Any]]:
     """The vehicle list, then per car its cached status answer and whatever else the read asked."""
     backend = create_backend(account, store, policy=POLICY)
+    from mqttbridge.backends.hyundai_kia.backend import HyundaiKiaBackend  # loaded by create_backend already
+
+    assert isinstance(backend, HyundaiKiaBackend)  # the hyundai_kia provider's backend class
     recorder = Recorder()
     for session in _sessions(backend.manager.api):
         recorder.attach(session)

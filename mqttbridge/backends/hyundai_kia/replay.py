@@ -144,7 +144,8 @@ def _status_root(body: dict[str, Any]) -> dict[str, Any] | None:
 
 def _ca_legacy(body: dict[str, Any]) -> dict[str, Any] | None:
     """CA: ``result.status`` of ``lstvhclsts``, which the library files under ``status``."""
-    result = body.get("result") if isinstance(body.get("result"), dict) else body
+    found = body.get("result")
+    result: dict[str, Any] = found if isinstance(found, dict) else body
     status = result.get("status")
     if isinstance(status, dict):
         return {"status": status}
@@ -340,6 +341,7 @@ def parse(body: Any, *, source: str, region: str, brand: str) -> Any:
         raise ReplayUsageError(f"replay does not know {LIBRARY}'s {name} ({region}, {brand}) yet")
     methods = _cached_path_methods(api)
     tree = ccs2_tree(body)
+    state: dict[str, Any] | None
     if tree is not None:
         fmt, state, method = CCS2, tree, CCS2_METHOD
     else:

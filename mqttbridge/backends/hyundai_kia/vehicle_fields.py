@@ -502,6 +502,7 @@ def status_fields(vehicle: Any) -> dict[str, Any]:
         raw = getattr(vehicle, attribute, None)
         if raw is None or (spec.no_reading and raw in spec.no_reading):
             continue
+        value: object  # a number, a word, or whatever ``convert`` makes of the attribute
         if spec.kind is Kind.PRESSURE:
             value = _pressure(raw, pressures)
         elif spec.kind is Kind.PRESSURE_UNIT:
