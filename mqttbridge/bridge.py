@@ -14,20 +14,18 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mqttbridge import __version__, discovery, providers
+from mqttbridge import __version__, discovery
+from mqttbridge.account import AccountRuntime
 from mqttbridge.alerts import Notifier, NotifyTarget
 from mqttbridge.backends import Backend, create_backend
 from mqttbridge.backends.budgeted import BudgetedBackend
-from mqttbridge.battery import ForcedReadPolicy, parse_clock
+from mqttbridge.battery import parse_clock
 from mqttbridge.budget import BudgetLedger
 from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
 from mqttbridge.commands import (
-    CommandRunner,
-    CommandTarget,
     Execution,
     ParsedCommand,
     Rejected,
@@ -36,18 +34,18 @@ from mqttbridge.commands import (
     is_unlock,
 )
 from mqttbridge.commands import parse_command as parse_command_payload
-from mqttbridge.config import AccountConfig, Config, VehicleConfig, default_vehicle_name, valid_topic
-from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError, UnsupportedError
+from mqttbridge.config import AccountConfig, Config, default_vehicle_name, valid_topic
 from mqttbridge.lockout import UnlockLockout
 from mqttbridge.login import LoginDesk
 from mqttbridge.metrics import Metrics
-from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, VehicleInfo, VehicleStatus
+from mqttbridge.model import ExecutionStatus
 from mqttbridge.mqtt import Incoming, MqttSession, SessionFactory
 from mqttbridge.normalize import iso
 from mqttbridge.persist import ExecutionJournal, SnapshotKeeper, SnapshotVehicle, running_topics
 from mqttbridge.polling import AccountPoller
-from mqttbridge.publish import Publisher, Throttled, VehiclePublisher, encode, settle_lock
+from mqttbridge.publish import Publisher, Throttled, encode, settle_lock
 from mqttbridge.statestore import StateStore, take_set_aside
+from mqttbridge.vehicle import VehicleContext
 
 log = logging.getLogger(__name__)
 
@@ -69,250 +67,6 @@ BUDGET_INTERVAL_S = 5.0
 
 #: Home Assistant's birth message triggers a discovery republish after a random delay (its docs)
 HA_ONLINE_DELAY_S = (1.0, 5.0)
-
-
-class VehicleContext(CommandTarget):
-    """One bridged vehicle: its backend, its topics, its last status and its command runner."""
-
-    def __init__(self, bridge: Bridge, runtime: AccountRuntime, info: VehicleInfo, vconfig: VehicleConfig):
-        self.bridge = bridge
-        self.runtime = runtime
-        self.info = info
-        self.config = vconfig
-        self.vin = info.vin
-        self.root = bridge.config.root_topic(vconfig)
-        #: what the provider's cars have beyond the common fields (its field names stay out of the core)
-        self.offers = providers.offers(runtime.account.provider)
-        self.out = VehiclePublisher(bridge.publisher, self.root)
-        self.status: VehicleStatus | None = None
-        #: the discovery messages last published for this vehicle
-        self.announced: list[tuple[str, str]] = []
-        self.failures = 0
-        self.available: bool | None = None
-        self.next_status = 0.0
-        self.next_dataset: dict[str, float] = dict.fromkeys(sorted(info.datasets), 0.0)
-        force_interval = runtime.account.poll.force_interval
-        #: forced (waking) reads only on a schedule when force_interval asks for one
-        self.next_forced: float | None = (bridge.clock() + force_interval
-                                          if force_interval and info.supports("force_refresh") else None)
-        self._read_lock = threading.Lock()
-        #: reads started so far, and the count when a lock command's produced state was shown: only a read
-        #: that started after the vendor's EXECUTED may replace that state (an older one would show the past)
-        self._reads_started = 0
-        self._lock_shown_at: int | None = None
-        self._lock_state = threading.Lock()
-        commands = runtime.account.commands
-        self.runner = CommandRunner(self, poll_interval=commands.poll_interval, timeout=commands.timeout,
-                                    refresh_delay=commands.refresh_delay, stopping=bridge.stopping,
-                                    clock=bridge.clock)
-        saved = bridge.restored.get(self.vin)
-        if saved is not None and saved.root == self.root:
-            # the last run's status: battery rules and discovery have it before the first read
-            self.status = self.out.restore(self.vin, saved.topics)
-
-    # --- reading ---------------------------------------------------------------------------------
-
-    def read_status(self, *, force: bool = False) -> VehicleStatus:
-        with self._read_lock:  # a refresh command and the poller never read the same car at once
-            with self._lock_state:
-                self._reads_started += 1
-                started = self._reads_started
-            try:
-                status = self.runtime.backend.read_status(self.info, force=force)
-            except BudgetExhaustedError:
-                raise  # our own budget, not the vendor failing: availability stays as it is
-            except ActionRequiredError as exc:
-                self.failures += 1
-                self.set_available(False)
-                self.bridge.login.required(self.runtime.name, exc)  # said once, not at every read
-                raise
-            except BackendError:
-                self.failures += 1
-                if self.failures >= self.runtime.account.poll.offline_after:
-                    self.set_available(False)
-                raise
-            self._accept(status, started)
-            return status
-
-    def push_status(self, status: VehicleStatus) -> None:
-        """A status a pushing backend handed over (a stream): published like a read, only what changed."""
-        with self._read_lock:
-            with self._lock_state:
-                self._reads_started += 1
-                started = self._reads_started
-            self._accept(status, started)
-
-    def _accept(self, status: VehicleStatus, started: int) -> None:
-        self.failures = 0
-        self.status = status
-        self.bridge.login.ok(self.runtime.name)
-        self.bridge.metrics.vehicle_read(self.vin, self.config.name, time.time())
-        with self._lock_state:  # with lock_started: the lock topic never goes back to the old state
-            if self._lock_shown_at is not None and started > self._lock_shown_at:
-                self._lock_shown_at = None  # the car was read after the command: its state is the truth
-                self.out.lock_override = None
-            changed = self.out.status(status)
-            self.out.lock()  # also when nothing else changed: a shown LOCKED gives way to the car's state
-        self.set_available(True)
-        if changed or not self.announced:
-            self.bridge.publish_discovery(self)
-
-    def read_dataset(self, name: str) -> None:
-        self.out.dataset(name, self.runtime.backend.read_dataset(self.info, name))
-
-    def set_available(self, online: bool) -> None:
-        if self.available is online:
-            return
-        self.available = online
-        self.out.availability(online)
-        if not online:
-            self.bridge.event("vehicle_offline", account=self.runtime.account.name, vin=self.vin, root=self.root,
-                              failures=self.failures)
-
-    # --- CommandTarget ---------------------------------------------------------------------------
-
-    def execute(self, request: CommandRequest) -> ExecutionUpdate:
-        if request.command == "charge_limit":
-            request = self._both_limits(request)
-        return self.runtime.backend.execute(self.info, request)
-
-    def _both_limits(self, request: CommandRequest) -> CommandRequest:
-        """The vendor sets AC and DC together; a slider moves one, so the other keeps its current value."""
-        params = dict(request.params)
-        fields = self.status.fields if self.status else {}
-        names = dict(zip(("ac", "dc"), self.offers.charge_limits or ("", ""), strict=True))
-        for side in ("ac", "dc"):
-            if side not in params:
-                current = fields.get(names[side])
-                if current is None:
-                    raise UnsupportedError(f"the current {side.upper()} charge limit is unknown; send both ac and dc")
-                params[side] = int(current)
-        return CommandRequest(request.command, request.action, params)
-
-    def execution_status(self, started: ExecutionUpdate) -> ExecutionUpdate:
-        return self.runtime.backend.execution_status(self.info, started)
-
-    def refresh(self, *, force: bool = False) -> None:
-        self.read_status(force=force)
-
-    def observed(self, command: str) -> str | None:
-        """What the car shows now for ``command`` (after a timeout: did it act anyway?)."""
-        name = self.offers.observed.get(command)
-        if name is None or self.status is None or name not in self.status.fields:
-            return None
-        return f"the car now reports {name} {self.status.fields[name]}"
-
-    def publish(self, execution: Execution) -> None:
-        self.bridge.publish_execution(self, execution)
-
-    def lock_started(self, action: str) -> None:
-        with self._lock_state:
-            self._lock_shown_at = None
-            self.out.lock_override = "LOCKING" if action == "LOCK" else "UNLOCKING"
-            self.out.lock()
-
-    def lock_executed(self, action: str) -> None:
-        """The vendor said EXECUTED: show LOCKED/UNLOCKED now, not after the re-read (``refresh_delay``)."""
-        with self._lock_state:
-            self._lock_shown_at = self._reads_started
-            self.out.lock_override = "LOCKED" if action == "LOCK" else "UNLOCKED"
-            self.out.lock()
-
-    def lock_ended(self) -> None:
-        """A produced state stays until a read confirms or corrects it; a transition word never outlives it."""
-        with self._lock_state:
-            if self._lock_shown_at is None:
-                self.out.lock_override = None
-                self.out.lock()
-
-    def remember(self, execution: Execution) -> None:
-        self.bridge.journal.save(self.vin, execution)
-
-    def forget(self, execution: Execution) -> None:
-        self.bridge.journal.remove(execution)
-
-    def discovered(self) -> discovery.DiscoveredVehicle:
-        return discovery.DiscoveredVehicle(
-            vin=self.vin, name=self.config.name, root=self.root, info=self.info,
-            fields=dict(self.status.fields) if self.status else {},
-            has_location=bool(self.status and self.status.location),
-            unlock_code=self.config.unlock_code is not None,
-        )
-
-
-@dataclass
-class AccountRuntime:
-    bridge: Bridge
-    account: Any
-    backend: Backend
-    ledger: BudgetLedger
-    vehicles: list[VehicleContext] = field(default_factory=list)
-    listed: threading.Event = field(default_factory=threading.Event)
-    exhausted: bool = False
-    #: publishes the retained budget topic, coalescing bursts
-    budget_out: Throttled = field(default_factory=lambda: Throttled(lambda: None, 0.0))
-    poller: AccountPoller | None = None
-    #: the backend was started (``Backend.start``): once, after the first listing
-    started: bool = False
-
-    @property
-    def policy(self) -> ForcedReadPolicy:
-        return ForcedReadPolicy.from_poll(self.account.poll)
-
-    def status_interval(self) -> float:
-        """The configured interval, stretched so the day's budget lasts (CONTRACT section 8)."""
-        return self.ledger.read_interval(max(1, len(self.vehicles)), float(self.account.poll.interval))
-
-    @property
-    def name(self) -> str:
-        return str(self.account.name)
-
-    def takes_codes(self) -> bool:
-        return self.backend.takes_codes()
-
-    def submit_code(self, kind: str, code: str) -> None:
-        self.backend.submit_code(kind, code)
-
-    def resume(self) -> None:
-        """A login was completed: read every vehicle now (the account may have been waiting an hour)."""
-        for ctx in self.vehicles:
-            ctx.next_status = 0.0
-        if self.poller is not None:
-            self.poller.wake()
-
-    def discover(self) -> None:
-        """List the account's vehicles (configured ones only, when it lists any) and bridge them."""
-        try:
-            infos = self.backend.list_vehicles()
-        except ActionRequiredError as exc:
-            self.bridge.login.required(self.name, exc)
-            raise
-        self.bridge.login.ok(self.name)
-        wanted = {v.vin.upper(): v for v in self.account.vehicles}
-        bridged = {ctx.vin.upper() for ctx in self.vehicles}  # a retry after a partial listing adds no twin
-        for info in infos:
-            vconfig = wanted.pop(info.vin.upper(), None)
-            if (self.account.vehicles and vconfig is None) or info.vin.upper() in bridged:
-                continue
-            vconfig = vconfig or VehicleConfig(vin=info.vin, name=default_vehicle_name(info.vin))
-            self.bridge.add_vehicle(VehicleContext(self.bridge, self, info, vconfig))
-        for missing in wanted.values():
-            log.error("account %s does not list the configured vehicle %s", self.account.name, missing.vin)
-            self.bridge.event("vehicle_missing", account=self.account.name, vin=missing.vin)
-        self.bridge.resume_executions(self)
-        self.listed.set()
-        self.bridge.vehicles_changed()
-        if not self.started:  # a pushing backend (a stream) starts handing statuses over now
-            self.started = True
-            self.backend.start(self)
-
-    def push(self, vin: str, status: VehicleStatus) -> None:
-        """``StatusSink``: a status the backend pushed; charged to no budget, dropped for an unbridged car."""
-        ctx = next((c for c in self.vehicles if c.vin.upper() == vin.upper()), None)
-        if ctx is None:
-            log.debug("account %s: a pushed status for %s, which is not bridged", self.name, vin)
-            return
-        ctx.push_status(status)
 
 
 class Bridge:

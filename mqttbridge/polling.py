@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from mqttbridge.errors import AuthError, BackendError, BudgetExhaustedError, RateLimitedError, UnsupportedError
 
 if TYPE_CHECKING:
-    from mqttbridge.bridge import AccountRuntime, VehicleContext
+    from mqttbridge.account import AccountRuntime
+    from mqttbridge.vehicle import VehicleContext
 
 log = logging.getLogger(__name__)
 
