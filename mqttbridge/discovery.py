@@ -391,12 +391,12 @@ def _possible_entities() -> dict[str, set[str]]:
     keys.setdefault(LOCATION_KEY, set()).add("device_tracker")
     control = {"lock": {"lock"}, "button": {"button"}, "toggle": {"switch", "button", "climate"}, "none": set(),
                "number": set()}
-    for spec in COMMANDS.values():
-        keys.setdefault(spec.key, set()).update(control[spec.entity])
-        if spec.entity == "number":
+    for command in COMMANDS.values():
+        keys.setdefault(command.key, set()).update(control[command.entity])
+        if command.entity == "number":
             for side in ("ac", "dc"):
-                keys.setdefault(f"{spec.key}_{side}", set()).add("number")
-        keys.setdefault(status_key(spec.name), set()).add("sensor")
+                keys.setdefault(f"{command.key}_{side}", set()).add("number")
+        keys.setdefault(status_key(command.name), set()).add("sensor")
     return {key: platforms for key, platforms in keys.items() if platforms}
 
 

@@ -374,7 +374,8 @@ def pick(exchanges: list[Exchange], pattern: str) -> Exchange | None:
     """The last answer whose URL path matches ``pattern``: a successful one if there is any."""
     matching = [e for e in exchanges if re.search(pattern, e.path)]
     good = [e for e in matching if 200 <= e.status < 300]
-    return (good or matching or [None])[-1]
+    found = good or matching
+    return found[-1] if found else None
 
 
 @dataclass

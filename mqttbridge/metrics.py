@@ -64,6 +64,7 @@ class Metrics:
         if not self.enabled:
             return
         self.broker_connected.set_function(lambda: 1.0 if connected() else 0.0)
+        assert self.config is not None  # enabled means configured
         host, port = self.config.host, self.config.port
         try:
             self._server, self._thread = self._prom.start_http_server(port, addr=host, registry=self.registry)

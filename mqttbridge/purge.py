@@ -213,6 +213,7 @@ class RetainedClient:
         result, mid = self._client.subscribe([(f, SubscribeOptions(qos=0)) for f in filters])
         if result != paho.MQTT_ERR_SUCCESS:
             raise MqttBridgeError(f"could not subscribe to {', '.join(filters)}: {paho.error_string(result)}")
+        assert mid is not None  # paho leaves it out only when nothing was sent (no connection)
         with self._subscribe_done:
             if not self._subscribe_done.wait_for(lambda: mid in self._subscribed, self.timeout):
                 raise MqttBridgeError(f"the broker did not confirm the subscription in {self.timeout:g} s")

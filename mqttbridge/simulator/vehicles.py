@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from mqttbridge.errors import MqttBridgeError
 
@@ -236,7 +236,7 @@ class SimVehicle:
         old = self.status.get("position")
         old = old if isinstance(old, dict) else {}
         lat, lon = old.get("lat"), old.get("lon")
-        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lat, lon)):
+        if not (_is_number(lat) and _is_number(lon)):
             lat, lon = DEFAULT_POSITION
         heading = old.get("heading")
         if not isinstance(heading, int) or isinstance(heading, bool):
@@ -765,7 +765,7 @@ def _has_content(body: Any) -> bool:
     return any(bool(value) for value in body.values())
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
