@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from mqttbridge import __version__, discovery
@@ -94,11 +95,11 @@ class Bridge:
                                   reset=parse_clock(account.poll.budget_reset),
                                   reserve=account.poll.command_reserve, store=store)
             runtime = AccountRuntime(self, account, inner, ledger)
-            runtime.budget_out = Throttled(lambda rt=runtime: self._publish_budget_topic(rt), BUDGET_INTERVAL_S,
+            runtime.budget_out = Throttled(partial(self._publish_budget_topic, runtime), BUDGET_INTERVAL_S,
                                            name=f"budget-{account.name}")
             runtime.backend = BudgetedBackend(
-                inner, ledger, on_change=lambda rt=runtime: self.publish_budget(rt),
-                on_call=lambda kind, result, name=account.name: self.metrics.vendor_call(name, kind, result))
+                inner, ledger, on_change=partial(self.publish_budget, runtime),
+                on_call=partial(self.metrics.vendor_call, account.name))
             self.accounts.append(runtime)
         self.by_root: dict[str, VehicleContext] = {}
         self._lock = threading.Lock()
