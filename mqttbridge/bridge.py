@@ -7,7 +7,6 @@ context is where they meet, so its state changes under its own lock.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -25,21 +24,15 @@ from mqttbridge.backends import Backend, create_backend
 from mqttbridge.backends.budgeted import BudgetedBackend
 from mqttbridge.battery import parse_clock
 from mqttbridge.budget import BudgetLedger
-from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
 from mqttbridge.commands import (
     Execution,
-    ParsedCommand,
     Rejected,
-    WrongCode,
-    check_unlock,
-    is_unlock,
 )
-from mqttbridge.commands import parse_command as parse_command_payload
-from mqttbridge.config import AccountConfig, Config, default_vehicle_name, valid_topic
+from mqttbridge.config import AccountConfig, Config, default_vehicle_name
+from mqttbridge.gateway import CommandGateway
 from mqttbridge.lockout import UnlockLockout
 from mqttbridge.login import LoginDesk
 from mqttbridge.metrics import Metrics
-from mqttbridge.model import ExecutionStatus
 from mqttbridge.mqtt import Incoming, MqttSession, SessionFactory
 from mqttbridge.normalize import iso
 from mqttbridge.persist import ExecutionJournal, SnapshotKeeper, SnapshotVehicle, running_topics
@@ -59,9 +52,6 @@ EVENT_ALERTS = {
     "budget_exhausted": "budget_exhausted",
     "command_failed": "command_failed",
 }
-
-#: retained commands kept until their vehicle is bridged (more are junk: left alone)
-MAX_EARLY_RETAINED = 100
 
 #: the retained budget topic is republished at most this often (a change waits at most this long)
 BUDGET_INTERVAL_S = 5.0
@@ -115,6 +105,7 @@ class Bridge:
         self.lockout = UnlockLockout(store, attempts=lockout.attempts, window=lockout.window_minutes * 60.0,
                                      duration=lockout.minutes * 60.0)
         self.lockout.load()
+        self.gateway = CommandGateway(self)
         self.snapshot = SnapshotKeeper(store, self.publisher, self._snapshot_roots,
                                        excluded=(f"{self.base}/bridge/", f"{config.homeassistant.prefix}/"))
         self.restored: dict[str, SnapshotVehicle] = self._restore_snapshot()
@@ -127,8 +118,6 @@ class Bridge:
         self._seen_discovery: dict[str, bytes] = {}
         self._cleanup_state = "pending"  # pending -> collecting -> collected -> done
         self._discovery_pending = False
-        #: retained commands that arrived before their vehicle was bridged
-        self._early_retained: list[Incoming] = []
         #: called last at stop (the demo's simulator)
         self.closers: list[Callable[[], None]] = []
 
@@ -246,13 +235,10 @@ class Bridge:
                 return
             self.by_root[ctx.root] = ctx
             ctx.runtime.vehicles.append(ctx)
-            early = [m for m in self._early_retained if m.topic.startswith(f"{ctx.root}/")]
-            self._early_retained = [m for m in self._early_retained if m not in early]
         if not self._under_base_wildcard(ctx.root):  # else <base>/+/+/set has it: subscribed twice, served twice
             self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
         log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
-        for msg in early:
-            self._command(msg)  # retained: reported and deleted, never acted on
+        self.gateway.vehicle_added(ctx)
         if ctx.status is not None:  # restored from the snapshot: Home Assistant gets its entities now
             self.publish_discovery(ctx)
 
@@ -374,7 +360,7 @@ class Bridge:
                 self._seen_discovery[topic] = msg.payload
             return
         if topic.endswith("/set"):
-            self._command(msg)
+            self.gateway.handle(msg)
 
     def _maybe_cleanup(self) -> None:
         """At start, remove our retained discovery of vehicles no longer bridged (ghost entities)."""
@@ -438,157 +424,6 @@ class Bridge:
             if ctx.status is not None:
                 self.publish_discovery(ctx, force=True)
 
-    # --- commands ----------------------------------------------------------------------------------
-
-    def _command(self, msg: Incoming) -> None:
-        parts = msg.topic.rsplit("/", 2)
-        if len(parts) != 3:
-            return
-        root, command, _ = parts
-        ctx = self.by_root.get(root)
-        log.debug("command on %s (%d bytes, retain %s)", msg.topic, len(msg.payload), msg.retain)
-        if ctx is None:
-            self._unknown_vehicle(msg, root, command)
-            return
-        if msg.retain:
-            if not msg.payload:
-                return  # the deletion of a retained command (ours, below) is no command
-            # never act on a retained command; delete it so it is not delivered again at every reconnect
-            self.publisher.clear(msg.topic)
-            log.warning("ignored a retained command on %s", msg.topic)
-            self.event("retained_command_ignored", topic=msg.topic, vin=ctx.vin)
-            return
-        if self.stopping.is_set():
-            return
-        execution = Execution(request_id="", command=command, action="")
-        fence = self._response_topic_problem(msg.response_topic)
-        if fence is None:
-            execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
-        try:
-            parsed = parse_command_payload(command, msg.payload)
-            execution.request_id, execution.action = parsed.request_id, parsed.request.action
-            if fence is not None:
-                raise Rejected(fence)
-            self._check(ctx, parsed, msg.topic)
-            ctx.runner.submit(parsed, execution)
-        except Rejected as exc:
-            execution.request_id = execution.request_id or _request_id_of(msg.payload)
-            execution.status, execution.error = ExecutionStatus.REJECTED, str(exc)
-            # the audit trail: who asked what of which car, and why it was refused (never the code)
-            log.warning("rejected %s %s for %s (request %s, topic %s): %s", command, execution.action or "-",
-                        ctx.vin, execution.request_id, msg.topic, exc)
-            # A refusal never reached the vendor: while an execution of this command is queued or running,
-            # <cmd>/execution and /status stay that execution's (the refusal goes to the event and the
-            # response topic only), so a double tap never shows REJECTED while the car is locking.
-            running = ctx.runner.busy(command)
-            self.publish_execution(ctx, execution, retained=not running)
-            self.event("command_rejected", vin=ctx.vin, topic=msg.topic, command=command,
-                       action=execution.action or None, request_id=execution.request_id, error=str(exc),
-                       retained=not running)
-            return
-        if command == "lock":
-            log.info("accepted %s %s for %s (request %s, topic %s)", command, parsed.request.action, ctx.vin,
-                     parsed.request_id, msg.topic)
-            self.event("command_accepted", vin=ctx.vin, topic=msg.topic, command=command,
-                       action=parsed.request.action, request_id=parsed.request_id)
-
-    def _unknown_vehicle(self, msg: Incoming, root: str, command: str) -> None:
-        """A command under the base topic for a vehicle nobody bridges: said on bridge/event, not dropped."""
-        if msg.retain and msg.payload:
-            # the broker hands retained commands over at connect, before the accounts listed their vehicles:
-            # kept so that the vehicle, once bridged, reports and deletes them (never acts on them)
-            with self._lock:
-                if root not in self.by_root and len(self._early_retained) < MAX_EARLY_RETAINED:
-                    self._early_retained.append(msg)
-                    return
-        if msg.retain or not msg.payload or self.stopping.is_set() or root == f"{self.base}/bridge":
-            return
-        roots = sorted(self.by_root)
-        error = f"no vehicle is bridged at {root}; bridged: {', '.join(roots) or 'none yet'}"
-        request_id = _request_id_of(msg.payload)
-        log.warning("command on %s (request %s): %s", msg.topic, request_id, error)
-        self.event("command_rejected", topic=msg.topic, command=command, request_id=request_id, error=error)
-        if msg.response_topic and self._response_topic_problem(msg.response_topic) is None:
-            record = Execution(request_id=request_id, command=command, action="", status=ExecutionStatus.REJECTED,
-                               error=error)
-            self.publisher.transient(msg.response_topic, encode(record.record()),
-                                     correlation_data=msg.correlation_data)
-
-    def _response_topic_problem(self, topic: str | None) -> str | None:
-        """Why an MQTT 5 response topic is refused: the bridge never publishes its records onto its own topics
-        (a response topic of ``<root>/charging_profile/set`` would make the record a command)."""
-        if topic is None:
-            return None
-        problem = valid_topic(topic)
-        if problem is not None:
-            return f"the response topic {topic[:80]!r} {problem}"
-        owned = {self.base, self.config.homeassistant.prefix, *self.by_root}
-        for prefix in sorted(owned):
-            if topic == prefix or topic.startswith(f"{prefix}/"):
-                return f"the response topic {topic[:80]!r} is under {prefix}/, which the bridge publishes to; " \
-                       "use a topic of your own"
-        return None
-
-    def _check(self, ctx: VehicleContext, parsed: ParsedCommand, topic: str) -> None:
-        request = parsed.request
-        if not ctx.info.supports(request.command, request.action):
-            raise Rejected(f"this vehicle does not support {request.command} {request.action}")
-        if is_unlock(request) and ctx.config.allow_unlock:
-            refusal = self.lockout.refusal(ctx.vin)
-            if refusal is not None:  # even with the right code: no way to keep guessing
-                raise Rejected(refusal)
-        try:
-            check_unlock(parsed, ctx.config.allow_unlock, ctx.config.unlock_code)
-        except WrongCode as exc:
-            until = self.lockout.wrong_code(ctx.vin)
-            if until is None:
-                raise
-            refusal = self.lockout.refusal(ctx.vin) or "locked out"
-            log.warning("unlocking %s is %s (request %s, topic %s)", ctx.vin, refusal, parsed.request_id, topic)
-            self.event("unlock_locked_out", vin=ctx.vin, root=ctx.root, topic=topic, request_id=parsed.request_id,
-                       attempts=self.lockout.attempts, until=iso(datetime.fromtimestamp(until, UTC)),
-                       minutes=self.config.unlock_lockout.minutes)
-            raise Rejected(f"{exc}; {refusal}") from None
-        if is_unlock(request) and ctx.config.unlock_code is not None:
-            self.lockout.right_code(ctx.vin)
-        if request.command == "force_refresh":
-            reason = self.forced_read_refusal(ctx)
-            if reason is not None:
-                self.event("forced_read_skipped", account=ctx.runtime.account.name, vin=ctx.vin, reason=reason)
-                raise Rejected(f"forced read skipped: {reason}")
-
-    def forced_read_refusal(self, ctx: VehicleContext) -> str | None:
-        """Why a forced (waking) read must not happen now (battery protection, budget), or None."""
-        battery = ctx.status.fields.get("battery_12v") if ctx.status else None
-        reason = ctx.runtime.policy.refusal(datetime.now().astimezone(), battery)
-        if reason is None and not ctx.runtime.ledger.allows("forced_read"):
-            reason = "the daily call budget has no room for a forced read"
-        return reason
-
-    def publish_execution(self, ctx: VehicleContext, execution: Execution, *, retained: bool = True) -> None:
-        """The record on ``<cmd>/execution`` and ``/status`` (unless ``retained`` is False: a refusal while
-        another execution of the command runs) and on the request's response topic."""
-        record = encode(execution.record())
-        known = execution.command in _KNOWN_COMMANDS
-        base = f"{ctx.root}/{execution.command}"
-        if execution.status.final and execution.status is not ExecutionStatus.REJECTED:
-            _log_outcome(ctx, execution)  # first: whoever sees the end published finds it in the log
-        if known and retained:
-            self.publisher.retained(f"{base}/execution", record)
-            self.publisher.retained(f"{base}/status", execution.status.value)
-        elif not known:  # a made-up command name gets an answer but leaves no retained topic behind
-            self.publisher.transient(f"{base}/execution", record)
-        if execution.response_topic and self._response_topic_problem(execution.response_topic) is None:
-            self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
-        if execution.status.final:  # refusals are logged by _command and the runner
-            self.metrics.command_finished(execution.command if known else "unknown", execution.status.value,
-                                          time.time() - execution.arrived)
-        if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
-            self.event("command_failed", account=ctx.runtime.account.name, vin=ctx.vin, command=execution.command,
-                       status=execution.status.value, request_id=execution.request_id, error=execution.error)
-
-    # --- events ------------------------------------------------------------------------------------
-
     def event(self, kind: str, /, **data: Any) -> None:
         payload = {"event": kind, "time": iso(datetime.now(UTC)), **data}
         self.publisher.transient(f"{self.base}/bridge/event", encode(payload))
@@ -601,23 +436,4 @@ class Bridge:
 
     def _poller_event(self, kind: str, data: dict[str, Any]) -> None:
         self.event(kind, **data)
-
-
-def _request_id_of(payload: bytes) -> str:
-    """Echo a request_id even when the rest of the payload was refused."""
-    try:
-        value = json.loads(payload).get("request_id")
-    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):  # junk: a request id of our own
-        value = None
-    if isinstance(value, str | int) and not isinstance(value, bool) and 0 < len(str(value)) <= 64:
-        return str(value)
-    return uuid.uuid4().hex[:12]
-
-
-def _log_outcome(ctx: VehicleContext, execution: Execution) -> None:
-    """Each command's end in the daemon log too (the audit trail; never the unlock code)."""
-    level = logging.INFO if execution.status is ExecutionStatus.EXECUTED else logging.WARNING
-    error = f": {execution.error}" if execution.error else ""
-    log.log(level, "%s %s %s for %s at %s (request %s, event %s)%s", execution.command, execution.action or "-",
-            execution.status.value, ctx.vin, ctx.root, execution.request_id, execution.event_id or "-", error)
 

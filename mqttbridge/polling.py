@@ -222,7 +222,7 @@ class AccountPoller:
             if what == "status":
                 ctx.read_status()
             elif what == "forced":
-                reason = ctx.bridge.forced_read_refusal(ctx)
+                reason = ctx.bridge.gateway.forced_read_refusal(ctx)
                 if reason is not None:  # battery protection: skipped, and said why
                     self.on_event("forced_read_skipped", {"account": account.name, "vin": ctx.vin, "reason": reason})
                 else:

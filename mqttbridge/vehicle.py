@@ -157,7 +157,7 @@ class VehicleContext(CommandTarget):
         return f"the car now reports {name} {self.status.fields[name]}"
 
     def publish(self, execution: Execution) -> None:
-        self.bridge.publish_execution(self, execution)
+        self.bridge.gateway.publish_execution(self, execution)
 
     def lock_started(self, action: str) -> None:
         with self._lock_state:

@@ -245,7 +245,7 @@ def test_a_profile_as_the_bridge_publishes_it_can_be_sent_back(bridged) -> None:
 
 def test_each_command_outcome_is_in_the_daemon_log(bridged, caplog: pytest.LogCaptureFixture) -> None:
     _bridge, session, sim = bridged
-    caplog.set_level(logging.INFO, logger="mqttbridge.bridge")
+    caplog.set_level(logging.INFO, logger="mqttbridge.gateway")
     sim.fault(endpoint="serviceExecutionStatus", outcome="NOT_EXECUTED", count=1)
     mark = session.mark()
     session.deliver("car/x1/lock/set", json.dumps({"action": "LOCK", "request_id": "log-1"}))
