@@ -8,18 +8,17 @@ context is where they meet, so its state changes under its own lock.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from mqttbridge import __version__, discovery
+from mqttbridge import __version__
 from mqttbridge.account import AccountRuntime
 from mqttbridge.alerts import Notifier, NotifyTarget
+from mqttbridge.announcer import DiscoveryAnnouncer
 from mqttbridge.backends import Backend, create_backend
 from mqttbridge.backends.budgeted import BudgetedBackend
 from mqttbridge.battery import parse_clock
@@ -56,8 +55,6 @@ EVENT_ALERTS = {
 #: the retained budget topic is republished at most this often (a change waits at most this long)
 BUDGET_INTERVAL_S = 5.0
 
-#: Home Assistant's birth message triggers a discovery republish after a random delay (its docs)
-HA_ONLINE_DELAY_S = (1.0, 5.0)
 
 
 class Bridge:
@@ -114,10 +111,7 @@ class Bridge:
                         for rt in self.accounts]
         for runtime, poller in zip(self.accounts, self.pollers, strict=True):
             runtime.poller = poller
-        self._sync_token = uuid.uuid4().hex
-        self._seen_discovery: dict[str, bytes] = {}
-        self._cleanup_state = "pending"  # pending -> collecting -> collected -> done
-        self._discovery_pending = False
+        self.announcer = DiscoveryAnnouncer(self)
         #: called last at stop (the demo's simulator)
         self.closers: list[Callable[[], None]] = []
 
@@ -240,7 +234,7 @@ class Bridge:
         log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
         self.gateway.vehicle_added(ctx)
         if ctx.status is not None:  # restored from the snapshot: Home Assistant gets its entities now
-            self.publish_discovery(ctx)
+            self.announcer.publish(ctx)
 
     def _under_base_wildcard(self, root: str) -> bool:
         prefix = f"{self.base}/"
@@ -250,7 +244,7 @@ class Bridge:
         self._report_set_aside()  # e.g. a token file found unreadable while the account logged in
         self.publish_info()
         self._settle_restored()
-        self._maybe_cleanup()
+        self.announcer.maybe_cleanup()
 
     def _budget_topic(self, runtime: AccountRuntime) -> str:
         return f"{self.base}/bridge/accounts/{runtime.account.name}/budget"
@@ -294,23 +288,16 @@ class Bridge:
         self._tell_listeners(True)  # first: whoever sees "online" finds a heartbeat that says connected
         # bridge/state is not in the publisher's table: republish_all below would send "online" twice
         self.session.publish(f"{self.base}/bridge/state", "online", retain=True, qos=1)
-        subs = [self.config.homeassistant.status_topic] if self.config.homeassistant.discovery != "off" else []
         # commands for vehicles we do not bridge get an answer too (item: no silent drop)
-        subs.append(f"{self.base}/+/+/set")
-        subs += self.login.subscriptions()
+        subs = [*self.announcer.subscriptions(), f"{self.base}/+/+/set", *self.login.subscriptions()]
         self.session.subscribe(subs, retain_as_published=True)
-        if self._cleanup_state == "pending":
-            self._cleanup_state = "collecting"
-            prefix = self.config.homeassistant.prefix
-            self.session.subscribe([f"{prefix}/device/+/config", f"{prefix}/+/+/+/config",
-                                    f"{self.base}/bridge/sync/{self._sync_token}"])
-            self.session.publish(f"{self.base}/bridge/sync/{self._sync_token}", "sync", retain=False)
+        self.announcer.connected()
         # known as retained without being sent: republish_all sends everything exactly once
         self.publisher.remember(f"{self.base}/bridge/info", self._info())
         for runtime in self.accounts:
             if runtime.account.poll.daily_budget is not None:
                 self.publisher.remember(self._budget_topic(runtime), encode(runtime.ledger.snapshot()))
-        for topic, payload in self._bridge_discovery():
+        for topic, payload in self.announcer.bridge_configs():
             self.publisher.remember(topic, payload)
         count = self.publisher.republish_all()
         log.info("published %d retained topics", count)
@@ -343,86 +330,13 @@ class Bridge:
 
     def _message(self, msg: Incoming) -> None:
         topic = msg.topic
-        if topic == self.config.homeassistant.status_topic:
-            if msg.payload.strip().lower() == b"online":
-                self._schedule_discovery()
-            return
-        if topic == f"{self.base}/bridge/sync/{self._sync_token}":
-            self._cleanup_state = "collected"
-            self.session.unsubscribe(topic)
-            self._maybe_cleanup()
+        if self.announcer.handle(msg):
             return
         if self.login.is_code(topic):
             self.login.code(msg)
             return
-        if topic.endswith("/config") and self._cleanup_state == "collecting":
-            if msg.retain and msg.payload:
-                self._seen_discovery[topic] = msg.payload
-            return
         if topic.endswith("/set"):
             self.gateway.handle(msg)
-
-    def _maybe_cleanup(self) -> None:
-        """At start, remove our retained discovery of vehicles no longer bridged (ghost entities)."""
-        if self._cleanup_state != "collected" or not all(rt.listed.is_set() for rt in self.accounts):
-            return
-        self._cleanup_state = "done"
-        prefix = self.config.homeassistant.prefix
-        self.session.unsubscribe(f"{prefix}/device/+/config")
-        self.session.unsubscribe(f"{prefix}/+/+/+/config")
-        current = {c.vin for c in self.by_root.values()}
-        mode = self.config.homeassistant.discovery
-        for topic, payload in self._seen_discovery.items():
-            vin = discovery.owned_vin(topic, payload, base_topic=self.base, ha=self.config.homeassistant)
-            if vin is None:
-                continue
-            device_style = topic.split("/")[len(prefix.split("/"))] == "device"
-            if vin not in current or mode == "off" or device_style != (mode == "device"):
-                log.info("removing stale discovery %s", topic)
-                self.publisher.clear(topic)
-        self._seen_discovery.clear()
-
-    def publish_discovery(self, ctx: VehicleContext, *, force: bool = False) -> None:
-        """Announce the vehicle's entities; ones it lost are removed the way HA needs (rulebook 2b)."""
-        current = discovery.vehicle_discovery(ctx.discovered(), base_topic=self.base,
-                                              ha=self.config.homeassistant, version=__version__)
-        changes = current if force else discovery.discovery_changes(ctx.announced, current)
-        ctx.announced = current
-        for topic, payload in changes:
-            if payload:
-                self.publisher.retained(topic, payload, force=True)
-            else:
-                self.publisher.clear(topic)
-
-    def _bridge_discovery(self) -> list[tuple[str, str]]:
-        budgets = [rt.account.name for rt in self.accounts if rt.account.poll.daily_budget is not None]
-        logins = [(rt.name, rt.takes_codes()) for rt in self.accounts]
-        return discovery.bridge_discovery(base_topic=self.base, ha=self.config.homeassistant, version=__version__,
-                                          budget_accounts=budgets, login_accounts=logins)
-
-    def _schedule_discovery(self) -> None:
-        """One pending republish at most: a burst of birth messages must not republish everything each time."""
-        with self._lock:
-            if self._discovery_pending:
-                log.debug("Home Assistant is online again: a discovery republish is already pending")
-                return
-            self._discovery_pending = True
-        delay = random.uniform(*HA_ONLINE_DELAY_S)
-        log.info("Home Assistant is online: discovery again in %.1f s", delay)
-        timer = threading.Timer(delay, self.republish_discovery)
-        timer.daemon = True
-        timer.start()
-
-    def republish_discovery(self) -> None:
-        with self._lock:
-            self._discovery_pending = False
-        if self.stopping.is_set():
-            return
-        for topic, payload in self._bridge_discovery():
-            self.publisher.retained(topic, payload, force=True)
-        for ctx in list(self.by_root.values()):
-            if ctx.status is not None:
-                self.publish_discovery(ctx, force=True)
 
     def event(self, kind: str, /, **data: Any) -> None:
         payload = {"event": kind, "time": iso(datetime.now(UTC)), **data}

@@ -109,7 +109,7 @@ class VehicleContext(CommandTarget):
             self.out.lock()  # also when nothing else changed: a shown LOCKED gives way to the car's state
         self.set_available(True)
         if changed or not self.announced:
-            self.bridge.publish_discovery(self)
+            self.bridge.announcer.publish(self)
 
     def read_dataset(self, name: str) -> None:
         self.out.dataset(name, self.runtime.backend.read_dataset(self.info, name))

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import mqttbridge.bridge as bridge_module
+import mqttbridge.announcer as announcer_module
 from mqttbridge.bridge import Bridge
 from mqttbridge.simulator import demo_vehicles
 
@@ -272,13 +272,13 @@ class RecordingTimer(threading.Timer):
 def test_a_burst_of_home_assistant_births_makes_one_discovery_republish(bridged, monkeypatch) -> None:
     bridge, session, _sim = bridged
     RecordingTimer.started = []
-    monkeypatch.setattr(bridge_module.threading, "Timer", RecordingTimer)
-    monkeypatch.setattr(bridge_module, "HA_ONLINE_DELAY_S", (3600.0, 3600.0))  # it stays pending
+    monkeypatch.setattr(announcer_module.threading, "Timer", RecordingTimer)
+    monkeypatch.setattr(announcer_module, "HA_ONLINE_DELAY_S", (3600.0, 3600.0))  # it stays pending
     for _ in range(500):
         session.deliver("homeassistant/status", "online")
-    assert RecordingTimer.started.count("republish_discovery") == 1
+    assert RecordingTimer.started.count("republish") == 1
     mark = session.mark()
-    bridge.republish_discovery()  # the pending one runs: the next birth schedules a new one
+    bridge.announcer.republish()  # the pending one runs: the next birth schedules a new one
     assert any(p.topic.startswith("homeassistant/") for p in session.since(mark))
     session.deliver("homeassistant/status", "online")
-    assert RecordingTimer.started.count("republish_discovery") == 2
+    assert RecordingTimer.started.count("republish") == 2
