@@ -25,8 +25,10 @@ class Broker:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="bench-mosquitto-"))
         conf = self.dir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        "max_queued_messages 100000\n" + ("set_tcp_nodelay true\n" if nodelay else ""))
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 100000\n" + ("set_tcp_nodelay true\n" if nodelay else "")
+        )
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

@@ -68,8 +68,9 @@ def client(port: int, name: str) -> paho.Client:
 def wait_for_states(port: int, roots: list[str], timeout: float = 120) -> None:
     seen: set[str] = set()
     done = threading.Event()
-    c = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"watch-{os.getpid()}",
-                    protocol=paho.MQTTv5)
+    c = paho.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2, client_id=f"watch-{os.getpid()}", protocol=paho.MQTTv5
+    )
 
     wanted = set(roots)
 
@@ -96,19 +97,30 @@ def start_daemon(broker: Broker, sim: SimulatorServer, workdir: Path, names: dic
         "state_dir": str(workdir / "state"),
         "log_level": "WARNING",
         "homeassistant": {"discovery": "device"},
-        "accounts": [{
-            "name": "sim", "provider": "bmw_legacy", "base_url": sim.url, "username": "demo@example.com",
-            "password": "demo", "api_key": "k", "api_secret": "s",
-            "poll": {"interval": 3600, "datasets_interval": 3600},
-            "commands": {"poll_interval": 0.1, "refresh_delay": 0, "timeout": 30},
-            "vehicles": [{"vin": vin, "name": name} for vin, name in names.items()],
-        }],
+        "accounts": [
+            {
+                "name": "sim",
+                "provider": "bmw_legacy",
+                "base_url": sim.url,
+                "username": "demo@example.com",
+                "password": "demo",
+                "api_key": "k",
+                "api_secret": "s",
+                "poll": {"interval": 3600, "datasets_interval": 3600},
+                "commands": {"poll_interval": 0.1, "refresh_delay": 0, "timeout": 30},
+                "vehicles": [{"vin": vin, "name": name} for vin, name in names.items()],
+            }
+        ],
     }
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
-    return subprocess.Popen([sys.executable, "-m", "mqttbridge", "run", "-c", str(path)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=open(workdir / "daemon.log", "wb"))
+    return subprocess.Popen(
+        [sys.executable, "-m", "mqttbridge", "run", "-c", str(path)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(workdir / "daemon.log", "wb"),
+    )
 
 
 def latency(broker: Broker, sim: TimedSimulator, topic: str, status_topic: str, gap: float = 0.0) -> list[float]:
@@ -142,16 +154,22 @@ def latency(broker: Broker, sim: TimedSimulator, topic: str, status_topic: str, 
 def baseline(broker: Broker, sim: TimedSimulator, vin: str, gap: float) -> list[float]:
     """A bare relay: receive the command, POST the same form with a ready token, nothing else."""
     session = requests.Session()
-    token = session.post(f"{sim.url}/webapi/oauth/token", auth=("k", "s"),
-                         data={"grant_type": "password", "username": "demo@example.com", "password": "demo"}
-                         ).json()["access_token"]
+    token = session.post(
+        f"{sim.url}/webapi/oauth/token",
+        auth=("k", "s"),
+        data={"grant_type": "password", "username": "demo@example.com", "password": "demo"},
+    ).json()["access_token"]
     url = f"{sim.url}/webapi/v1/user/vehicles/{vin}/executeService"
     relay = client(broker.port, f"relay-{os.getpid()}")
 
     def on_message(_c, _u, _m) -> None:
-        threading.Thread(target=lambda: requests.post(url, data={"serviceType": "LIGHT_FLASH"},
-                                                      headers={"Authorization": f"Bearer {token}",
-                                                               "Connection": "close"})).start()
+        threading.Thread(
+            target=lambda: requests.post(
+                url,
+                data={"serviceType": "LIGHT_FLASH"},
+                headers={"Authorization": f"Bearer {token}", "Connection": "close"},
+            )
+        ).start()
 
     relay.on_message = on_message
     relay.subscribe("relay/flash_lights/set", qos=1)
@@ -179,8 +197,11 @@ def measure_latency(nodelay: bool, gap: float) -> None:
         wait_for_states(broker.port, ["car/v0"])
         setting = "set_tcp_nodelay true" if nodelay else "mosquitto's default (Nagle on)"
         pause = f"{gap * 1000:.0f} ms after the previous EXECUTED" if gap else "back to back"
-        print(f"latency of {COMMANDS} commands ({pause}), broker PUBACK -> simulator receives executeService; "
-              f"broker: {setting}", flush=True)
+        print(
+            f"latency of {COMMANDS} commands ({pause}), broker PUBACK -> simulator receives executeService; "
+            f"broker: {setting}",
+            flush=True,
+        )
         bridge = latency(broker, sim, "car/v0/flash_lights/set", "car/v0/flash_lights/status", gap)
         base = baseline(broker, sim, cars[1].vin, gap)
         bm, b99 = report("mqttbridge", bridge)

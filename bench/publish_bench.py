@@ -52,8 +52,12 @@ def statuses():
 
 def bridge_round(port: int, rounds: int) -> tuple[list[float], int, int]:
     connected = threading.Event()
-    session = MqttSession(MqttConfig(host="127.0.0.1", port=port, client_id="bench-bridge"),
-                          will_topic="bench/bridge/state", on_connect=connected.set, on_message=lambda m: None)
+    session = MqttSession(
+        MqttConfig(host="127.0.0.1", port=port, client_id="bench-bridge"),
+        will_topic="bench/bridge/state",
+        on_connect=connected.set,
+        on_message=lambda m: None,
+    )
     acks = AckCounter()
     session.client.on_publish = acks.on_publish
     session.start()
@@ -96,8 +100,7 @@ class _Recorder:
 
 
 def bare_round(port: int, rounds: int) -> list[float]:
-    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-bare",
-                         protocol=paho.MQTTv5)
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-bare", protocol=paho.MQTTv5)
     acks = AckCounter()
     client.on_publish = acks.on_publish
     client.connect("127.0.0.1", port)

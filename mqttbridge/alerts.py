@@ -195,13 +195,18 @@ class Notifier:
                     self.failures += 1
                 log.warning(
                     "alert %s for %s not delivered to notify target %d (%s): %s",
-                    item.kind, item.account, index, target.type, _describe(exc),
+                    item.kind,
+                    item.account,
+                    index,
+                    target.type,
+                    _describe(exc),
                 )
             else:
                 with self._cond:
                     self.sent += 1
-                log.debug("alert %s for %s delivered to notify target %d (%s)",
-                          item.kind, item.account, index, target.type)
+                log.debug(
+                    "alert %s for %s delivered to notify target %d (%s)", item.kind, item.account, index, target.type
+                )
 
     def _send(self, target: NotifyTarget, item: _Alert) -> None:
         timeout = (self.timeout, self.timeout)

@@ -107,8 +107,9 @@ class DiscoveryAnnouncer:
         accounts = self.bridge.accounts
         budgets = [rt.account.name for rt in accounts if rt.account.poll.daily_budget is not None]
         logins = [(rt.name, rt.takes_codes()) for rt in accounts]
-        return discovery.bridge_discovery(base_topic=self.base, ha=self.ha, version=__version__,
-                                          budget_accounts=budgets, login_accounts=logins)
+        return discovery.bridge_discovery(
+            base_topic=self.base, ha=self.ha, version=__version__, budget_accounts=budgets, login_accounts=logins
+        )
 
     def schedule(self) -> None:
         """One pending republish at most: a burst of birth messages must not republish everything each time."""

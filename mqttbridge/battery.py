@@ -43,10 +43,17 @@ class ForcedReadPolicy:
     def refusal(self, now: datetime, battery_12v: Any) -> str | None:
         """Why a forced read must not happen now, or None when it may."""
         if self.in_quiet_hours(now):
-            return (f"quiet hours ({self.quiet_start:%H:%M}-{self.quiet_end:%H:%M}): a forced read would wake "
-                    "the car at night")
-        if isinstance(battery_12v, int | float) and not isinstance(battery_12v, bool) \
-                and battery_12v < self.min_battery_12v:
-            return (f"the 12 V battery was last at {battery_12v:g} %, below min_battery_12v "
-                    f"({self.min_battery_12v} %): a forced read would drain it further")
+            return (
+                f"quiet hours ({self.quiet_start:%H:%M}-{self.quiet_end:%H:%M}): a forced read would wake "
+                "the car at night"
+            )
+        if (
+            isinstance(battery_12v, int | float)
+            and not isinstance(battery_12v, bool)
+            and battery_12v < self.min_battery_12v
+        ):
+            return (
+                f"the 12 V battery was last at {battery_12v:g} %, below min_battery_12v "
+                f"({self.min_battery_12v} %): a forced read would drain it further"
+            )
         return None

@@ -56,10 +56,15 @@ EVENT_ALERTS = {
 BUDGET_INTERVAL_S = 5.0
 
 
-
 class Bridge:
-    def __init__(self, config: Config, *, backends: dict[str, Backend] | None = None,
-                 clock: Callable[[], float] = time.monotonic, session_factory: SessionFactory = MqttSession):
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backends: dict[str, Backend] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        session_factory: SessionFactory = MqttSession,
+    ):
         self.config = config
         self.clock = clock
         self.base = config.mqtt.base_topic
@@ -67,26 +72,39 @@ class Bridge:
         self.started_at = iso(datetime.now(UTC))
         #: told True/False whenever the broker session comes up or goes down (the service heartbeat)
         self.connection_listeners: list[Callable[[bool], None]] = []
-        self.session = session_factory(config.mqtt, will_topic=f"{self.base}/bridge/state",
-                                       on_connect=self._connected, on_message=self._message,
-                                       on_disconnect=self._disconnected)
+        self.session = session_factory(
+            config.mqtt,
+            will_topic=f"{self.base}/bridge/state",
+            on_connect=self._connected,
+            on_message=self._message,
+            on_disconnect=self._disconnected,
+        )
         self.publisher = Publisher(self.session)
-        self.notifier = Notifier([NotifyTarget(n.type, n.url) for n in config.notify],
-                                 interval=float(config.notify_interval))
+        self.notifier = Notifier(
+            [NotifyTarget(n.type, n.url) for n in config.notify], interval=float(config.notify_interval)
+        )
         self.metrics = Metrics(config.metrics)  # imports prometheus-client only when configured
         store = StateStore(config.state_dir)
         self.accounts = []
         for account in config.accounts:
             inner = (backends or {}).get(account.name) or create_backend(account, store)
-            ledger = BudgetLedger(account.name, limit=account.poll.daily_budget,
-                                  reset=parse_clock(account.poll.budget_reset),
-                                  reserve=account.poll.command_reserve, store=store)
+            ledger = BudgetLedger(
+                account.name,
+                limit=account.poll.daily_budget,
+                reset=parse_clock(account.poll.budget_reset),
+                reserve=account.poll.command_reserve,
+                store=store,
+            )
             runtime = AccountRuntime(self, account, inner, ledger)
-            runtime.budget_out = Throttled(partial(self._publish_budget_topic, runtime), BUDGET_INTERVAL_S,
-                                           name=f"budget-{account.name}")
+            runtime.budget_out = Throttled(
+                partial(self._publish_budget_topic, runtime), BUDGET_INTERVAL_S, name=f"budget-{account.name}"
+            )
             runtime.backend = BudgetedBackend(
-                inner, ledger, on_change=partial(self.publish_budget, runtime),
-                on_call=partial(self.metrics.vendor_call, account.name))
+                inner,
+                ledger,
+                on_change=partial(self.publish_budget, runtime),
+                on_call=partial(self.metrics.vendor_call, account.name),
+            )
             self.accounts.append(runtime)
         self.by_root: dict[str, VehicleContext] = {}
         self._lock = threading.Lock()
@@ -99,16 +117,22 @@ class Bridge:
         for entry in self.journal.load():
             self._pending.setdefault(entry.vin, []).append(entry.execution)
         lockout = config.unlock_lockout
-        self.lockout = UnlockLockout(store, attempts=lockout.attempts, window=lockout.window_minutes * 60.0,
-                                     duration=lockout.minutes * 60.0)
+        self.lockout = UnlockLockout(
+            store, attempts=lockout.attempts, window=lockout.window_minutes * 60.0, duration=lockout.minutes * 60.0
+        )
         self.lockout.load()
         self.gateway = CommandGateway(self)
-        self.snapshot = SnapshotKeeper(store, self.publisher, self._snapshot_roots,
-                                       excluded=(f"{self.base}/bridge/", f"{config.homeassistant.prefix}/"))
+        self.snapshot = SnapshotKeeper(
+            store,
+            self.publisher,
+            self._snapshot_roots,
+            excluded=(f"{self.base}/bridge/", f"{config.homeassistant.prefix}/"),
+        )
         self.restored: dict[str, SnapshotVehicle] = self._restore_snapshot()
         self._settled = False
-        self.pollers = [AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock)
-                        for rt in self.accounts]
+        self.pollers = [
+            AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock) for rt in self.accounts
+        ]
         for runtime, poller in zip(self.accounts, self.pollers, strict=True):
             runtime.poller = poller
         self.announcer = DiscoveryAnnouncer(self)
@@ -175,8 +199,11 @@ class Bridge:
             self.publisher.restore(topics)
             restored[saved.vin] = SnapshotVehicle(saved.vin, saved.account, saved.root, topics)
         if restored:
-            log.info("snapshot: %d retained topics of %d vehicles to republish at connect",
-                     sum(len(s.topics) for s in restored.values()), len(restored))
+            log.info(
+                "snapshot: %d retained topics of %d vehicles to republish at connect",
+                sum(len(s.topics) for s in restored.values()),
+                len(restored),
+            )
         return restored
 
     def _snapshot_roots(self) -> dict[str, tuple[str, str]]:
@@ -203,8 +230,10 @@ class Bridge:
             for topic in saved.topics:
                 self.publisher.clear(topic)
         if kept:
-            log.warning("%d running executions of the previous run are for vehicles not bridged now; kept for "
-                        "a later start", len(kept))
+            log.warning(
+                "%d running executions of the previous run are for vehicles not bridged now; kept for a later start",
+                len(kept),
+            )
 
     def resume_executions(self, runtime: AccountRuntime) -> None:
         """Follow what the previous run left running for this account's vehicles; nothing is sent again."""
@@ -215,8 +244,13 @@ class Bridge:
                 try:
                     ctx.runner.resume(execution)
                 except Rejected as exc:  # two identical entries: the first one is followed
-                    log.warning("not resuming %s %s (request %s): %s", execution.command, execution.action,
-                                execution.request_id, exc)
+                    log.warning(
+                        "not resuming %s %s (request %s): %s",
+                        execution.command,
+                        execution.action,
+                        execution.request_id,
+                        exc,
+                    )
                     self.journal.remove(execution)
 
     # --- vehicles -----------------------------------------------------------------------------------
@@ -238,7 +272,7 @@ class Bridge:
 
     def _under_base_wildcard(self, root: str) -> bool:
         prefix = f"{self.base}/"
-        return root.startswith(prefix) and "/" not in root[len(prefix):]
+        return root.startswith(prefix) and "/" not in root[len(prefix) :]
 
     def vehicles_changed(self) -> None:
         self._report_set_aside()  # e.g. a token file found unreadable while the account logged in
@@ -257,8 +291,13 @@ class Bridge:
         self.metrics.budget(runtime.account.name, remaining if isinstance(remaining, int) else None)
         exhausted = runtime.ledger.exhausted()
         if exhausted and not runtime.exhausted:
-            self.event("budget_exhausted", account=runtime.account.name, used=snapshot["used"],
-                       limit=snapshot["limit"], resets_at=snapshot["resets_at"])
+            self.event(
+                "budget_exhausted",
+                account=runtime.account.name,
+                used=snapshot["used"],
+                limit=snapshot["limit"],
+                resets_at=snapshot["resets_at"],
+            )
         urgent, runtime.exhausted = exhausted != runtime.exhausted, exhausted
         runtime.budget_out(now=urgent)
 
@@ -274,8 +313,14 @@ class Bridge:
             "started_at": self.started_at,
             "accounts": [{"name": rt.account.name, "provider": rt.account.provider} for rt in self.accounts],
             "vehicles": [
-                {"vin": c.vin, "name": c.config.name, "root": c.root, "account": c.runtime.account.name,
-                 "model": c.info.model, "brand": c.info.brand}
+                {
+                    "vin": c.vin,
+                    "name": c.config.name,
+                    "root": c.root,
+                    "account": c.runtime.account.name,
+                    "model": c.info.model,
+                    "brand": c.info.brand,
+                }
                 for c in sorted(self.by_root.values(), key=lambda c: c.root)
             ],
         }
@@ -309,8 +354,9 @@ class Bridge:
         if not self.session.connected.is_set():
             return
         for path, aside, reason in take_set_aside():
-            self.event("state_file_set_aside", file=str(path), set_aside_as=str(aside) if aside else None,
-                       reason=reason)
+            self.event(
+                "state_file_set_aside", file=str(path), set_aside_as=str(aside) if aside else None, reason=reason
+            )
 
     def _disconnected(self, _reason: str) -> None:
         self._tell_listeners(False)
@@ -350,4 +396,3 @@ class Bridge:
 
     def _poller_event(self, kind: str, data: dict[str, Any]) -> None:
         self.event(kind, **data)
-

@@ -199,7 +199,10 @@ class BudgetLedger:
             self._exhausted_logged = True
             log.warning(
                 "account %s: daily call budget spent (%d of %s); reads stop until %s, %d kept for commands",
-                self.account, self._used(), self.limit, self._period_end.isoformat(timespec="minutes"),
+                self.account,
+                self._used(),
+                self.limit,
+                self._period_end.isoformat(timespec="minutes"),
                 self._remaining() or 0,
             )
 
@@ -262,8 +265,11 @@ class BudgetLedger:
             return
         if self._blocked is None or _utc(target) > _utc(self._blocked):
             self._blocked = target
-        log.warning("account %s: vendor call limit reached; no calls until %s", self.account,
-                    self._blocked.isoformat(timespec="minutes"))
+        log.warning(
+            "account %s: vendor call limit reached; no calls until %s",
+            self.account,
+            self._blocked.isoformat(timespec="minutes"),
+        )
         self._save()
 
     def blocked_until(self) -> datetime | None:

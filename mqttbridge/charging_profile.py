@@ -76,8 +76,13 @@ _COMMON: dict[str, Check] = {
 }
 _WEEKLY_PLANNER = _object({**_COMMON, "timer1": _TIMER, "timer2": _TIMER, "timer3": _TIMER, "overrideTimer": _TIMER})
 #: the older cars' planner: two timers, without weekdays
-_TWO_TIMES_TIMER = _object({**_COMMON, "timer1": _object({"departureTime": _clock, "timerEnabled": _bool}),
-                            "timer2": _object({"departureTime": _clock, "timerEnabled": _bool})})
+_TWO_TIMES_TIMER = _object(
+    {
+        **_COMMON,
+        "timer1": _object({"departureTime": _clock, "timerEnabled": _bool}),
+        "timer2": _object({"departureTime": _clock, "timerEnabled": _bool}),
+    }
+)
 _PLANNERS: dict[str, Check] = {"weeklyPlanner": _WEEKLY_PLANNER, "twoTimesTimer": _TWO_TIMES_TIMER}
 
 

@@ -240,8 +240,9 @@ def cmd_login(args: argparse.Namespace) -> int:
     if account is None:
         names = ", ".join(a.name for a in config.accounts) or "none"
         raise UsageError(f"no account {args.account!r} in the configuration; accounts: {names}")
-    backend = create_backend(account, StateStore(config.state_dir),
-                             policy=RetryPolicy(attempts=3, backoff_max=5.0, max_retry_after=10.0))
+    backend = create_backend(
+        account, StateStore(config.state_dir), policy=RetryPolicy(attempts=3, backoff_max=5.0, max_retry_after=10.0)
+    )
     with _closing(backend):
         for _ in range(3):  # a login may ask once for a code, then succeed
             try:
@@ -254,8 +255,10 @@ def cmd_login(args: argparse.Namespace) -> int:
                 code = input(f"the one-time code{f' sent by {where}' if where else ''}: ").strip()
                 backend.submit_code("otp", code)
                 continue
-            print(f"account {account.name}: logged in; the tokens are kept in {config.state_dir}, where a "
-                  "running daemon picks them up")
+            print(
+                f"account {account.name}: logged in; the tokens are kept in {config.state_dir}, where a "
+                "running daemon picks them up"
+            )
             return EXIT_OK
     raise MqttBridgeError(f"account {account.name}: the vendor still wants a code after three attempts")
 
@@ -331,11 +334,14 @@ def cmd_fingerprint(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--out {out}: exists and is not an empty folder; give a new one")
     result = run(config, out)
-    print(f"wrote {len(result.files)} file(s) to {out}; look through them, then attach the folder "
-          f"(zipped) to the bug report (README.txt says how to replay each status)")
+    print(
+        f"wrote {len(result.files)} file(s) to {out}; look through them, then attach the folder "
+        f"(zipped) to the bug report (README.txt says how to replay each status)"
+    )
     for account in result.failed:
         print(f"account {account['account']}: {account['error']}", file=sys.stderr)
     return EXIT_FAILURE if result.failed else EXIT_OK
+
 
 class _closing:
     def __init__(self, backend):
@@ -352,45 +358,71 @@ class _closing:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mqttbridge", description="Cars to MQTT, with Home Assistant discovery."
-    )
+    parser = argparse.ArgumentParser(prog="mqttbridge", description="Cars to MQTT, with Home Assistant discovery.")
     parser.add_argument("--version", action="version", version=f"mqttbridge {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument("-c", "--config", help="configuration file (default: $MQTTBRIDGE_CONFIG)")
-        p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
-                       help="overrides log_level of the configuration")
+        p.add_argument(
+            "--log-level",
+            choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+            type=str.upper,
+            help="overrides log_level of the configuration",
+        )
         return p
 
     p = with_config(sub.add_parser("run", help="the bridge daemon, in the foreground"))
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="simulator + bridge with demo cars, no configuration needed")
-    p.add_argument("--broker", default="localhost:1883", metavar="HOST:PORT",
-                   help="the MQTT broker to publish to (default localhost:1883)")
-    p.add_argument("--base-topic", default="car", metavar="BASE",
-                   help="the topic every demo topic lies under (default car)")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
-                   help="how much to log on stderr (default INFO)")
-    p.add_argument("--keep", action="store_true",
-                   help="leave the demo's retained topics and discovery configs on the broker at stop "
-                        "(default: they are deleted)")
+    p.add_argument(
+        "--broker",
+        default="localhost:1883",
+        metavar="HOST:PORT",
+        help="the MQTT broker to publish to (default localhost:1883)",
+    )
+    p.add_argument(
+        "--base-topic", default="car", metavar="BASE", help="the topic every demo topic lies under (default car)"
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to log on stderr (default INFO)",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the demo's retained topics and discovery configs on the broker at stop (default: they are deleted)",
+    )
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("purge", help="delete the retained topics under a base topic and the Home Assistant "
-                                     "discovery configs that point at it")
+    p = sub.add_parser(
+        "purge",
+        help="delete the retained topics under a base topic and the Home Assistant discovery configs that point at it",
+    )
     p.add_argument("--broker", required=True, metavar="HOST:PORT", help="the MQTT broker to clean")
-    p.add_argument("--base-topic", required=True, metavar="BASE",
-                   help="every retained topic under BASE/ is deleted (the bridge's mqtt.base_topic)")
-    p.add_argument("--discovery-prefix", default="homeassistant", metavar="PREFIX",
-                   help="where Home Assistant reads discovery configs (default homeassistant); only configs "
-                        "naming a topic under BASE are deleted")
-    p.add_argument("--force", action="store_true",
-                   help="purge even while BASE/bridge/state says a bridge is online")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
-                   help="how much to log on stderr (default WARNING; DEBUG lists each deleted topic)")
+    p.add_argument(
+        "--base-topic",
+        required=True,
+        metavar="BASE",
+        help="every retained topic under BASE/ is deleted (the bridge's mqtt.base_topic)",
+    )
+    p.add_argument(
+        "--discovery-prefix",
+        default="homeassistant",
+        metavar="PREFIX",
+        help="where Home Assistant reads discovery configs (default homeassistant); only configs "
+        "naming a topic under BASE are deleted",
+    )
+    p.add_argument("--force", action="store_true", help="purge even while BASE/bridge/state says a bridge is online")
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to log on stderr (default WARNING; DEBUG lists each deleted topic)",
+    )
     p.set_defaults(func=cmd_purge)
 
     p = with_config(sub.add_parser("check-config", help="validate the configuration without any network"))
@@ -400,19 +432,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
     p.add_argument("--vehicles", type=int, metavar="N", help="serve N demo vehicles")
-    p.add_argument("--vehicle-dir", action="append", metavar="DIR",
-                   help="serve a car from captures laid out as shared/fixtures/bmw_legacy/<model>/ (repeatable)")
-    p.add_argument("--execution-step", type=float, default=1.0, metavar="S",
-                   help="seconds per remote-service status step (default 1)")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
-                   help="how much to log on stderr (default INFO)")
+    p.add_argument(
+        "--vehicle-dir",
+        action="append",
+        metavar="DIR",
+        help="serve a car from captures laid out as shared/fixtures/bmw_legacy/<model>/ (repeatable)",
+    )
+    p.add_argument(
+        "--execution-step",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="seconds per remote-service status step (default 1)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to log on stderr (default INFO)",
+    )
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("health", help="exit 0 if the daemon runs and is connected to its broker, else 1 and why")
     p.add_argument("-c", "--config", help="take state_dir from this configuration (default: $MQTTBRIDGE_CONFIG)")
     p.add_argument("--state-dir", metavar="DIR", help="the daemon's state_dir (instead of -c)")
-    p.add_argument("--max-age", type=float, default=60.0, metavar="S",
-                   help="seconds after which the heartbeat counts as stale (default 60)")
+    p.add_argument(
+        "--max-age",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds after which the heartbeat counts as stale (default 60)",
+    )
     p.set_defaults(func=cmd_health)
 
     p = with_config(sub.add_parser("login", help="log in on this terminal when the vendor wants a one-time code"))
@@ -426,18 +476,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("vehicle", metavar="VEHICLE", help="VIN or configured name")
     p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("replay", help="no network: one captured vendor status answer through the provider's "
-                                      "parsing, printed as `status` prints it")
+    p = sub.add_parser(
+        "replay",
+        help="no network: one captured vendor status answer through the provider's "
+        "parsing, printed as `status` prints it",
+    )
     p.add_argument("--provider", required=True, metavar="P", help="bmw_legacy or hyundai_kia")
     p.add_argument("--region", metavar="R", help="hyundai_kia: the account's region (europe, usa ...)")
     p.add_argument("--brand", metavar="B", help="hyundai_kia: the account's brand (kia, hyundai, genesis)")
-    p.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], type=str.upper,
-                   help="how much to log on stderr (default WARNING)")
+    p.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="how much to log on stderr (default WARNING)",
+    )
     p.add_argument("file", metavar="FILE", help="the answer, as the vendor sent it (or as fingerprint saved it)")
     p.set_defaults(func=cmd_replay)
 
-    p = with_config(sub.add_parser("fingerprint", help="save every raw vendor answer of each car, anonymised, "
-                                                       "for a bug report"))
+    p = with_config(
+        sub.add_parser("fingerprint", help="save every raw vendor answer of each car, anonymised, for a bug report")
+    )
     p.add_argument("--out", metavar="DIR", help="the folder to create (default ./mqttbridge-fingerprint-<date>)")
     p.set_defaults(func=cmd_fingerprint)
     return parser

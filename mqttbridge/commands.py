@@ -41,6 +41,7 @@ class Rejected(Exception):
 class WrongCode(Rejected):
     """An unlock with a code that does not match: counted, so that guessing ends in a lockout."""
 
+
 #: the error of an execution a restarted bridge found without the vendor's confirmation (never resent)
 NOT_CONFIRMED = "the bridge restarted before the vendor confirmed the command; not sent again"
 
@@ -68,7 +69,7 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
         raise Rejected("payload is not UTF-8 text") from None
     if not text:
         raise Rejected(f"empty payload; send one of {', '.join(spec.words) or 'a JSON object'}")
-    if text[0] not in "{[\"":
+    if text[0] not in '{["':
         word = text.upper()
         if word not in spec.words:
             expected = " or ".join(spec.words) if spec.words else "a JSON object"
@@ -82,8 +83,12 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
     if not isinstance(data, dict):
         raise Rejected("a JSON payload must be an object")
     request_id = data.get("request_id", None)
-    if request_id is not None and (not isinstance(request_id, str | int) or isinstance(request_id, bool)
-                                   or not str(request_id) or len(str(request_id)) > MAX_REQUEST_ID):
+    if request_id is not None and (
+        not isinstance(request_id, str | int)
+        or isinstance(request_id, bool)
+        or not str(request_id)
+        or len(str(request_id)) > MAX_REQUEST_ID
+    ):
         raise Rejected(f"request_id must be a string of 1 to {MAX_REQUEST_ID} characters")
     request_id = str(request_id) if request_id is not None else _new_id()
     if spec.object_param is not None:
@@ -94,15 +99,18 @@ def parse_command(command: str, payload: bytes) -> ParsedCommand:
             check_profile(profile)
         except ProfileError as exc:
             raise Rejected(f"charging profile: {exc}") from None
-        return ParsedCommand(CommandRequest(command, spec.default_action or "SET", {spec.object_param: profile}),
-                             request_id)
+        return ParsedCommand(
+            CommandRequest(command, spec.default_action or "SET", {spec.object_param: profile}), request_id
+        )
     unknown = set(data) - spec.json_keys - {"action", "request_id"}
     if unknown:
-        raise Rejected(f"unknown key {sorted(unknown)[0]!r} for {command}; accepted: "
-                       f"{', '.join(sorted(spec.json_keys | {'action', 'request_id'}))}")
+        raise Rejected(
+            f"unknown key {sorted(unknown)[0]!r} for {command}; accepted: "
+            f"{', '.join(sorted(spec.json_keys | {'action', 'request_id'}))}"
+        )
     action = data.get("action", spec.default_action)
     if not isinstance(action, str) or action.upper() not in spec.words:
-        raise Rejected(f"\"action\" must be one of {', '.join(spec.words)}")
+        raise Rejected(f'"action" must be one of {", ".join(spec.words)}')
     params: dict[str, Any] = {}
     code: str | None = None
     for key in sorted(spec.json_keys & set(data)):
@@ -179,7 +187,7 @@ def check_unlock(parsed: ParsedCommand, allow_unlock: bool, unlock_code: str | N
         raise Rejected("unlocking is not allowed for this vehicle (allow_unlock is false)")
     if unlock_code is not None:
         if parsed.code is None:
-            raise Rejected("this vehicle needs an unlock code: send {\"action\": \"UNLOCK\", \"code\": \"...\"}")
+            raise Rejected('this vehicle needs an unlock code: send {"action": "UNLOCK", "code": "..."}')
         if not hmac.compare_digest(parsed.code.encode(), unlock_code.encode()):
             raise WrongCode("wrong unlock code")
 
@@ -285,8 +293,16 @@ class CommandRunner:
     instead of losing it, and never sends it twice.
     """
 
-    def __init__(self, target: CommandTarget, *, poll_interval: float, timeout: float, refresh_delay: float,
-                 stopping: threading.Event, clock: Callable[[], float]):
+    def __init__(
+        self,
+        target: CommandTarget,
+        *,
+        poll_interval: float,
+        timeout: float,
+        refresh_delay: float,
+        stopping: threading.Event,
+        clock: Callable[[], float],
+    ):
         self.target = target
         self.poll_interval = poll_interval
         self.timeout = timeout
@@ -402,28 +418,48 @@ class CommandRunner:
             self._update(execution, execution.status)
             return
         if not execution.event_id:
-            log.warning("%s %s (request %s) was sent by the previous run without a confirmation; not resent",
-                        request.command, request.action, execution.request_id)
+            log.warning(
+                "%s %s (request %s) was sent by the previous run without a confirmation; not resent",
+                request.command,
+                request.action,
+                execution.request_id,
+            )
             self._update(execution, ExecutionStatus.FAILED, error=NOT_CONFIRMED)
             return
-        log.info("resuming %s %s (request %s, event %s) at %s", request.command, request.action,
-                 execution.request_id, execution.event_id, execution.status.value)
+        log.info(
+            "resuming %s %s (request %s, event %s) at %s",
+            request.command,
+            request.action,
+            execution.request_id,
+            execution.event_id,
+            execution.status.value,
+        )
         # LOCKING/UNLOCKING is shown already: resume() did it before this worker ran
         self.target.publish(execution)  # as it stood when the previous run ended
         started = ExecutionUpdate(execution.status, execution.service or "", execution.event_id)
         remaining = self.timeout - _seconds_since(execution.received_at)
         self._poll(request, execution, started, execution.status, self.clock() + remaining)
 
-    def _poll(self, request: CommandRequest, execution: Execution, started: ExecutionUpdate,
-              last: ExecutionStatus, deadline: float) -> None:
+    def _poll(
+        self,
+        request: CommandRequest,
+        execution: Execution,
+        started: ExecutionUpdate,
+        last: ExecutionStatus,
+        deadline: float,
+    ) -> None:
         problems = 0
         while not last.final:
             if self.clock() >= deadline:
                 self._update(execution, ExecutionStatus.TIMED_OUT, error=self._timed_out(request))
                 return
             if self.stopping.wait(self.poll_interval):
-                log.info("stopping: %s %s left at %s (followed again at the next start)", request.command,
-                         request.action, last.value)
+                log.info(
+                    "stopping: %s %s left at %s (followed again at the next start)",
+                    request.command,
+                    request.action,
+                    last.value,
+                )
                 return
             try:
                 update = self.target.execution_status(started)

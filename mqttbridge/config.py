@@ -192,8 +192,7 @@ class Config:
         if ha.discovery != "off":
             discovery += f" (prefix {ha.prefix}, status topic {ha.status_topic})"
         lines = [
-            f"broker: {mqtt.host}:{mqtt.port} (MQTT {mqtt.protocol}, {tls}, "
-            f"client id {mqtt.client_id}{user})",
+            f"broker: {mqtt.host}:{mqtt.port} (MQTT {mqtt.protocol}, {tls}, client id {mqtt.client_id}{user})",
             f"base topic: {mqtt.base_topic} (bridge on {mqtt.base_topic}/bridge/...)",
             discovery,
             f"state_dir: {self.state_dir}",
@@ -202,8 +201,10 @@ class Config:
         if self.metrics is not None:
             lines.append(f"metrics: http://{self.metrics.host}:{self.metrics.port}/metrics")
         lockout = self.unlock_lockout
-        lines.append(f"unlock lockout: {lockout.minutes} min after {lockout.attempts} wrong codes within "
-                     f"{lockout.window_minutes} min")
+        lines.append(
+            f"unlock lockout: {lockout.minutes} min after {lockout.attempts} wrong codes within "
+            f"{lockout.window_minutes} min"
+        )
         for account in self.accounts:
             where = f", {account.where()}" if account.where() else ""
             lines.append(f"account {account.name}: {account.provider}{where}, poll every {account.poll.interval} s")
@@ -418,8 +419,13 @@ def _poll(daily_budget: int | None) -> Key:
             "budget_reset": Key("str", default="00:00", pattern=_CLOCK, pattern_hint="a local time HH:MM"),
             "command_reserve": Key("int", default=10, minimum=0, maximum=1000),
             "force_interval": Key("int", default=None, nullable=True, minimum=3600),
-            "quiet_hours": Key("str", default="22:00-06:00", nullable=True, pattern=f"{_CLOCK}-{_CLOCK}",
-                               pattern_hint="HH:MM-HH:MM in local time, or null for none"),
+            "quiet_hours": Key(
+                "str",
+                default="22:00-06:00",
+                nullable=True,
+                pattern=f"{_CLOCK}-{_CLOCK}",
+                pattern_hint="HH:MM-HH:MM in local time, or null for none",
+            ),
             "min_battery_12v": Key("int", default=50, minimum=0, maximum=100),
         },
     )
@@ -436,18 +442,23 @@ _COMMANDS = Key(
 )
 
 
-def account_schema(build: Callable[..., AccountConfig], fields: Mapping[str, Key], *,
-                   daily_budget: int | None = None) -> Key:
+def account_schema(
+    build: Callable[..., AccountConfig], fields: Mapping[str, Key], *, daily_budget: int | None = None
+) -> Key:
     """A provider's account section: ``name`` and ``provider``, the provider's own ``fields``, then the
     sections every account has (``poll`` with the provider's default budget, ``commands``, ``vehicles``)."""
-    return Key("section", build=build, fields={
-        "name": _ACCOUNT_NAME,
-        "provider": _PROVIDER,
-        **fields,
-        "poll": _poll(daily_budget),
-        "commands": _COMMANDS,
-        "vehicles": Key("list", default=(), item=_VEHICLE),
-    })
+    return Key(
+        "section",
+        build=build,
+        fields={
+            "name": _ACCOUNT_NAME,
+            "provider": _PROVIDER,
+            **fields,
+            "poll": _poll(daily_budget),
+            "commands": _COMMANDS,
+            "vehicles": Key("list", default=(), item=_VEHICLE),
+        },
+    )
 
 
 #: provider name -> account schema, from the installed providers (mqttbridge.providers)
@@ -490,12 +501,8 @@ SCHEMA = Key(
         "mqtt": _MQTT,
         "homeassistant": _HOMEASSISTANT,
         "state_dir": Key("path", default_from=_default_state_dir),
-        "log_level": Key(
-            "str", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), ignore_case=True
-        ),
-        "accounts": Key(
-            "list", default=REQUIRED, min_items=1, item=Key("variant", tag="provider", variants=PROVIDERS)
-        ),
+        "log_level": Key("str", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), ignore_case=True),
+        "accounts": Key("list", default=REQUIRED, min_items=1, item=Key("variant", tag="provider", variants=PROVIDERS)),
         "notify": Key("list", default=(), item=_NOTIFY),
         "notify_interval": Key("int", default=3600, minimum=60, maximum=7 * 86400),
         "metrics": _METRICS,
@@ -753,9 +760,7 @@ class _Walker:
         if key.warn_if and value == key.warn_if[0]:
             self.warnings.append(f"{_fmt_path(path)}: {key.warn_if[1]}")
 
-    def _check_keys(
-        self, fields: Mapping[str, Key], raw: Mapping[Any, Any], path: PathParts
-    ) -> dict[str, str]:
+    def _check_keys(self, fields: Mapping[str, Key], raw: Mapping[Any, Any], path: PathParts) -> dict[str, str]:
         """Report unknown keys; return {secret key: its ``_file`` key} for secrets given as files."""
         from_file: dict[str, str] = {}
         known = [*fields, *(f"{n}_file" for n, k in fields.items() if k.secret)]
@@ -766,9 +771,7 @@ class _Walker:
             base = text.removesuffix("_file")
             if text.endswith("_file") and base in fields:
                 if not fields[base].secret:
-                    self.error(
-                        (*path, text), f"unknown key: only secrets may be read from a file, {base} is not one"
-                    )
+                    self.error((*path, text), f"unknown key: only secrets may be read from a file, {base} is not one")
                 elif raw.get(base) is not None:
                     self.error((*path, base), f"give either {base} or {text}, not both")
                 else:
@@ -812,8 +815,10 @@ class _Walker:
         if key.secret and isinstance(value, str) and value:
             self.secret_values.add(value)
             if len(value) < MIN_SECRET_LEN:
-                self.warnings.append(f"{_fmt_path(path)}: shorter than {MIN_SECRET_LEN} characters, too short to be "
-                                     "masked in logs safely (it would hide parts of ordinary words); use a longer one")
+                self.warnings.append(
+                    f"{_fmt_path(path)}: shorter than {MIN_SECRET_LEN} characters, too short to be "
+                    "masked in logs safely (it would hide parts of ordinary words); use a longer one"
+                )
         if value is None or (value == "" and key.nullable):
             return None if key.nullable else self.error(path, "must not be null")
         try:
@@ -955,9 +960,7 @@ def _check_roots(config: Config) -> list[str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def parse_config(
-    data: object, *, env: Mapping[str, str], base_dir: Path, source: Path | None = None
-) -> Config:
+def parse_config(data: object, *, env: Mapping[str, str], base_dir: Path, source: Path | None = None) -> Config:
     """Validate already-parsed YAML ``data``; relative paths are taken from ``base_dir``."""
     name = str(source) if source is not None else "configuration"
     if data is None:

@@ -56,20 +56,24 @@ def demo_bridge(host: str, port: int, base_topic: str, *, log_level: str = "INFO
             "mqtt": {"host": host, "port": port, "base_topic": base_topic, "client_id": f"mqttbridge-demo-{port}"},
             "state_dir": state_dir,
             "log_level": log_level,
-            "accounts": [{
-                "name": "demo",
-                "provider": "bmw_legacy",
-                "base_url": simulator.url,
-                "username": "demo@example.com",
-                "password": DEMO_PASSWORD,
-                "api_key": DEMO_PASSWORD,
-                "api_secret": DEMO_PASSWORD,
-                "retries": 2,
-                "poll": {"interval": 60},
-                "commands": {"poll_interval": 1, "timeout": 60, "refresh_delay": 0},
-                "vehicles": [{"vin": car.vin, "name": name, "allow_unlock": True}
-                             for car, name in zip(cars, DEMO_NAMES, strict=True)],
-            }],
+            "accounts": [
+                {
+                    "name": "demo",
+                    "provider": "bmw_legacy",
+                    "base_url": simulator.url,
+                    "username": "demo@example.com",
+                    "password": DEMO_PASSWORD,
+                    "api_key": DEMO_PASSWORD,
+                    "api_secret": DEMO_PASSWORD,
+                    "retries": 2,
+                    "poll": {"interval": 60},
+                    "commands": {"poll_interval": 1, "timeout": 60, "refresh_delay": 0},
+                    "vehicles": [
+                        {"vin": car.vin, "name": name, "allow_unlock": True}
+                        for car, name in zip(cars, DEMO_NAMES, strict=True)
+                    ],
+                }
+            ],
         }
         config = parse_config(data, env={}, base_dir=Path(tempfile.gettempdir()))
         bridge = Bridge(config)
@@ -111,13 +115,17 @@ def finish_demo(bridge: Bridge, *, keep: bool = False) -> str:
     purge_hint = f"`mqttbridge purge --broker {mqtt.host}:{mqtt.port} --base-topic {bridge.base}`"
     if keep:
         configs = sum(1 for topic in published if not under(topic, bridge.base))
-        said = (f"kept its {len(published) - configs} retained topics under {bridge.base}/ and {configs} "
-                f"discovery configs (--keep; {purge_hint} removes them)")
+        said = (
+            f"kept its {len(published) - configs} retained topics under {bridge.base}/ and {configs} "
+            f"discovery configs (--keep; {purge_hint} removes them)"
+        )
     else:
         try:
             result = remove_published(mqtt.host, mqtt.port, published, base_topic=bridge.base, prefix=prefix)
-            said = (f"removed its {result.topics} retained topics under {bridge.base}/ and {result.configs} "
-                    f"discovery configs under {prefix}/")
+            said = (
+                f"removed its {result.topics} retained topics under {bridge.base}/ and {result.configs} "
+                f"discovery configs under {prefix}/"
+            )
         except MqttBridgeError as exc:
             log.warning("could not remove the demo's retained topics: %s", exc)
             said = f"could not remove its retained topics ({exc}); {purge_hint} removes them"

@@ -28,8 +28,12 @@ ORIGIN_NAME = "mqttbridge"
 SUPPORT_URL = "https://github.com/mqttbridge/mqttbridge"
 QOS = 1
 #: the lock states the bridge publishes on ``<root>/lock`` (HA's defaults, written out for readers)
-LOCK_STATES = {"state_locked": "LOCKED", "state_unlocked": "UNLOCKED", "state_locking": "LOCKING",
-               "state_unlocking": "UNLOCKING"}
+LOCK_STATES = {
+    "state_locked": "LOCKED",
+    "state_unlocked": "UNLOCKED",
+    "state_locking": "LOCKING",
+    "state_unlocking": "UNLOCKING",
+}
 #: what ``<root>/<command>/status`` can say (UNKNOWN is internal: the bridge does not publish it)
 COMMAND_STATES = tuple(s.value for s in ExecutionStatus if s is not ExecutionStatus.UNKNOWN)
 UNLOCK_CODE_FORMAT = r"^\S+$"
@@ -122,8 +126,11 @@ def _field_entity(spec: FieldSpec, root: str, value: Any) -> _Entity | None:
         return None
     config: dict[str, Any] = {"name": spec.label, "state_topic": f"{root}/{spec.name}"}
     if spec.platform == "sensor":
-        for option, setting in (("device_class", spec.device_class), ("state_class", spec.state_class),
-                                ("unit_of_measurement", spec.unit)):
+        for option, setting in (
+            ("device_class", spec.device_class),
+            ("state_class", spec.state_class),
+            ("unit_of_measurement", spec.unit),
+        ):
             if setting:
                 config[option] = setting
         if spec.options:
@@ -148,8 +155,9 @@ def _on_template(on_values: Iterable[str]) -> str:
     return "{{ 'ON' if value in " + json.dumps(list(on_values)) + " else 'OFF' }}"
 
 
-def _decorate(config: dict[str, Any], *, icon: str | None = None, diagnostic: bool = False,
-              enabled: bool = True) -> None:
+def _decorate(
+    config: dict[str, Any], *, icon: str | None = None, diagnostic: bool = False, enabled: bool = True
+) -> None:
     if icon:
         config["icon"] = icon
     if diagnostic:
@@ -166,38 +174,78 @@ def _command_entities(spec: Command, vehicle: DiscoveredVehicle) -> list[_Entity
     entities: list[_Entity] = []
     if spec.entity == "lock":
         config: dict[str, Any] = {
-            "name": spec.label, "command_topic": command_topic, "state_topic": f"{root}/lock",
-            "payload_lock": "LOCK", "payload_unlock": "UNLOCK", **LOCK_STATES,
-            "optimistic": False, "retain": False,
+            "name": spec.label,
+            "command_topic": command_topic,
+            "state_topic": f"{root}/lock",
+            "payload_lock": "LOCK",
+            "payload_unlock": "UNLOCK",
+            **LOCK_STATES,
+            "optimistic": False,
+            "retain": False,
         }
         if vehicle.unlock_code:
             config.update(code_format=UNLOCK_CODE_FORMAT, command_template=UNLOCK_CODE_TEMPLATE)
         entities.append(_Entity("lock", spec.key, config))
     elif spec.entity == "button":
-        entities.append(_Entity("button", spec.key, {"name": spec.label, "command_topic": command_topic,
-                                                     "payload_press": "PRESS", "retain": False}))
+        entities.append(
+            _Entity(
+                "button",
+                spec.key,
+                {"name": spec.label, "command_topic": command_topic, "payload_press": "PRESS", "retain": False},
+            )
+        )
     elif spec.name == "climate" and {"ON", "OFF"} <= actions and "climate_temperature" in vehicle.info.features:
         entities.append(_Entity("climate", spec.key, _climate_config(spec, root)))
     elif spec.entity == "number" and "SET" in actions:
         for side in ("ac", "dc"):
-            entities.append(_Entity("number", f"{spec.key}_{side}", {
-                "name": f"{spec.label} {side.upper()}", "command_topic": command_topic,
-                "command_template": f'{{"{side}": {{{{ value | int }}}}}}',
-                "state_topic": f"{root}/ev_charge_limits_{side}", "min": 50, "max": 100, "step": 10,
-                "unit_of_measurement": "%", "mode": "slider", "retain": False}))
+            entities.append(
+                _Entity(
+                    "number",
+                    f"{spec.key}_{side}",
+                    {
+                        "name": f"{spec.label} {side.upper()}",
+                        "command_topic": command_topic,
+                        "command_template": f'{{"{side}": {{{{ value | int }}}}}}',
+                        "state_topic": f"{root}/ev_charge_limits_{side}",
+                        "min": 50,
+                        "max": 100,
+                        "step": 10,
+                        "unit_of_measurement": "%",
+                        "mode": "slider",
+                        "retain": False,
+                    },
+                )
+            )
     elif spec.entity == "toggle" and {"ON", "OFF"} <= actions:
-        config = {"name": spec.label, "command_topic": command_topic, "payload_on": "ON", "payload_off": "OFF",
-                  "retain": False}
+        config = {
+            "name": spec.label,
+            "command_topic": command_topic,
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "retain": False,
+        }
         if spec.state_field:
-            config.update(state_topic=f"{root}/{spec.state_field}", optimistic=False,
-                          value_template=_on_template([spec.state_on or "ON"]))
+            config.update(
+                state_topic=f"{root}/{spec.state_field}",
+                optimistic=False,
+                value_template=_on_template([spec.state_on or "ON"]),
+            )
         else:
             config["optimistic"] = True
         entities.append(_Entity("switch", spec.key, config))
     elif spec.entity == "toggle" and "ON" in actions:
-        entities.append(_Entity("button", spec.key, {"name": spec.start_label or spec.label,
-                                                     "command_topic": command_topic, "payload_press": "ON",
-                                                     "retain": False}))
+        entities.append(
+            _Entity(
+                "button",
+                spec.key,
+                {
+                    "name": spec.start_label or spec.label,
+                    "command_topic": command_topic,
+                    "payload_press": "ON",
+                    "retain": False,
+                },
+            )
+        )
     for entity in entities:
         _decorate(entity.config, icon=spec.icon)
     entities.append(_status_entity(spec.name, spec.noun, root))
@@ -208,7 +256,8 @@ def _climate_config(spec: Command, root: str) -> dict[str, Any]:
     """A climate entity for cars whose climate takes a target temperature (Hyundai/Kia): off or on."""
     command_topic = f"{root}/{spec.name}/set"
     return {
-        "name": spec.label, "modes": ["off", "heat_cool"],
+        "name": spec.label,
+        "modes": ["off", "heat_cool"],
         "mode_command_topic": command_topic,
         "mode_command_template": "{{ 'OFF' if value == 'off' else 'ON' }}",
         "mode_state_topic": f"{root}/air_control_is_on",
@@ -216,14 +265,23 @@ def _climate_config(spec: Command, root: str) -> dict[str, Any]:
         "temperature_command_topic": command_topic,
         "temperature_command_template": '{"action": "ON", "temperature": {{ value }}}',
         "temperature_state_topic": f"{root}/air_temperature",
-        "min_temp": 14, "max_temp": 30, "temp_step": 0.5, "precision": 0.5, "temperature_unit": "C",
-        "optimistic": False, "retain": False,
+        "min_temp": 14,
+        "max_temp": 30,
+        "temp_step": 0.5,
+        "precision": 0.5,
+        "temperature_unit": "C",
+        "optimistic": False,
+        "retain": False,
     }
 
 
 def _status_entity(command: str, noun: str, root: str) -> _Entity:
-    config: dict[str, Any] = {"name": f"Last {noun} command", "state_topic": f"{root}/{command}/status",
-                              "device_class": "enum", "options": list(COMMAND_STATES)}
+    config: dict[str, Any] = {
+        "name": f"Last {noun} command",
+        "state_topic": f"{root}/{command}/status",
+        "device_class": "enum",
+        "options": list(COMMAND_STATES),
+    }
     _decorate(config, icon="mdi:progress-check", diagnostic=True)
     return _Entity("sensor", status_key(command), config)
 
@@ -231,15 +289,34 @@ def _status_entity(command: str, noun: str, root: str) -> _Entity:
 def _vehicle_entities(vehicle: DiscoveredVehicle) -> list[_Entity]:
     """Every entity of one vehicle: fields present, derived ones, commands supported."""
     root = vehicle.root
-    entities = [entity for name, spec in FIELDS.items()
-                if (entity := _field_entity(spec, root, vehicle.fields.get(name))) is not None]
+    entities = [
+        entity
+        for name, spec in FIELDS.items()
+        if (entity := _field_entity(spec, root, vehicle.fields.get(name))) is not None
+    ]
     if vehicle.fields.get("charging_status") is not None:
-        entities.append(_Entity("binary_sensor", CHARGING_KEY, {
-            "name": "Charging", "state_topic": f"{root}/charging_status", "device_class": "battery_charging",
-            "payload_on": "ON", "payload_off": "OFF", "value_template": _on_template(["CHARGING"])}))
+        entities.append(
+            _Entity(
+                "binary_sensor",
+                CHARGING_KEY,
+                {
+                    "name": "Charging",
+                    "state_topic": f"{root}/charging_status",
+                    "device_class": "battery_charging",
+                    "payload_on": "ON",
+                    "payload_off": "OFF",
+                    "value_template": _on_template(["CHARGING"]),
+                },
+            )
+        )
     if vehicle.has_location:
-        entities.append(_Entity("device_tracker", LOCATION_KEY, {
-            "name": None, "json_attributes_topic": f"{root}/location", "source_type": "gps", "icon": "mdi:car"}))
+        entities.append(
+            _Entity(
+                "device_tracker",
+                LOCATION_KEY,
+                {"name": None, "json_attributes_topic": f"{root}/location", "source_type": "gps", "icon": "mdi:car"},
+            )
+        )
     for spec in COMMANDS.values():
         if spec.always or spec.name in vehicle.info.commands:
             entities.extend(_command_entities(spec, vehicle))
@@ -250,8 +327,9 @@ def _vehicle_entities(vehicle: DiscoveredVehicle) -> list[_Entity]:
     unique = []
     for entity in entities:
         if entity.key in seen:
-            logger.warning("discovery of %s: entity key %s is made twice; the second is dropped",
-                           vehicle.vin, entity.key)
+            logger.warning(
+                "discovery of %s: entity key %s is made twice; the second is dropped", vehicle.vin, entity.key
+            )
             continue
         seen.add(entity.key)
         unique.append(entity)
@@ -291,12 +369,23 @@ def _vehicle_device(vehicle: DiscoveredVehicle, base_topic: str) -> dict[str, An
 def _identity(entity: _Entity, node: str, name_slug: str) -> dict[str, Any]:
     """unique_id, and both ``object_id`` (HA < 2025.10) and ``default_entity_id`` (HA >= 2026.4)."""
     object_id = f"{name_slug}_{entity.key}"
-    return {"unique_id": f"{node}_{entity.key}", "object_id": object_id,
-            "default_entity_id": f"{entity.platform}.{object_id}"}
+    return {
+        "unique_id": f"{node}_{entity.key}",
+        "object_id": object_id,
+        "default_entity_id": f"{entity.platform}.{object_id}",
+    }
 
 
-def _assemble(entities: list[_Entity], *, node: str, name_slug: str, device: dict[str, Any], version: str,
-              availability: list[dict[str, str]] | None, ha: HomeAssistantConfig) -> list[tuple[str, str]]:
+def _assemble(
+    entities: list[_Entity],
+    *,
+    node: str,
+    name_slug: str,
+    device: dict[str, Any],
+    version: str,
+    availability: list[dict[str, str]] | None,
+    ha: HomeAssistantConfig,
+) -> list[tuple[str, str]]:
     """One device payload or one payload per entity, as ``ha.discovery`` says."""
     shared: dict[str, Any] = {}
     if availability is not None:
@@ -304,24 +393,34 @@ def _assemble(entities: list[_Entity], *, node: str, name_slug: str, device: dic
     origin = _origin(version)
     if ha.discovery == "device":
         components = {
-            entity.key: {"platform": entity.platform, **_identity(entity, node, name_slug), **entity.config,
-                         "qos": QOS}
+            entity.key: {"platform": entity.platform, **_identity(entity, node, name_slug), **entity.config, "qos": QOS}
             for entity in entities
         }
         payload = {"device": device, "origin": origin, **shared, "components": components}
         return [(f"{ha.prefix}/device/{node}/config", _dumps(payload))]
     if ha.discovery == "component":
         return [
-            (f"{ha.prefix}/{entity.platform}/{node}/{topic_id(entity.key)}/config",
-             _dumps({**_identity(entity, node, name_slug), **entity.config, "qos": QOS, **shared,
-                     "device": device, "origin": origin}))
+            (
+                f"{ha.prefix}/{entity.platform}/{node}/{topic_id(entity.key)}/config",
+                _dumps(
+                    {
+                        **_identity(entity, node, name_slug),
+                        **entity.config,
+                        "qos": QOS,
+                        **shared,
+                        "device": device,
+                        "origin": origin,
+                    }
+                ),
+            )
             for entity in entities
         ]
     return []
 
 
-def vehicle_discovery(vehicle: DiscoveredVehicle, *, base_topic: str, ha: HomeAssistantConfig,
-                      version: str) -> list[tuple[str, str]]:
+def vehicle_discovery(
+    vehicle: DiscoveredVehicle, *, base_topic: str, ha: HomeAssistantConfig, version: str
+) -> list[tuple[str, str]]:
     """The (topic, JSON) pairs announcing one vehicle; publish them retained with QoS 1.
 
     Call again whenever the set of fields or commands changes; ``discovery_changes`` tells what to
@@ -331,14 +430,25 @@ def vehicle_discovery(vehicle: DiscoveredVehicle, *, base_topic: str, ha: HomeAs
         return []
     name_slug = slug(vehicle.name) or slug(vehicle.vin) or "vehicle"
     availability = [{"topic": f"{base_topic}/bridge/state"}, {"topic": f"{vehicle.root}/availability"}]
-    return _assemble(_vehicle_entities(vehicle), node=device_id(vehicle.vin), name_slug=name_slug,
-                     device=_vehicle_device(vehicle, base_topic), version=version, availability=availability,
-                     ha=ha)
+    return _assemble(
+        _vehicle_entities(vehicle),
+        node=device_id(vehicle.vin),
+        name_slug=name_slug,
+        device=_vehicle_device(vehicle, base_topic),
+        version=version,
+        availability=availability,
+        ha=ha,
+    )
 
 
-def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str,
-                     budget_accounts: Iterable[str] = (),
-                     login_accounts: Iterable[tuple[str, bool]] = ()) -> list[tuple[str, str]]:
+def bridge_discovery(
+    *,
+    base_topic: str,
+    ha: HomeAssistantConfig,
+    version: str,
+    budget_accounts: Iterable[str] = (),
+    login_accounts: Iterable[tuple[str, bool]] = (),
+) -> list[tuple[str, str]]:
     """The bridge's own device: a connectivity sensor on ``<base>/bridge/state`` (its will says offline),
     for each account with a call budget diagnostic sensors of what is left and used today, and for each
     account of ``login_accounts`` (name, takes one-time codes) its login state, plus a text entity for the
@@ -349,31 +459,87 @@ def bridge_discovery(*, base_topic: str, ha: HomeAssistantConfig, version: str,
     if ha.discovery == "off":
         return []
     node = bridge_device_id(base_topic)
-    device = {"identifiers": [node], "name": f"mqttbridge ({base_topic})", "manufacturer": "mqttbridge",
-              "model": "Car to MQTT bridge", "sw_version": version}
-    entity = _Entity("binary_sensor", BRIDGE_STATE_KEY, {
-        "name": "Connection", "state_topic": f"{base_topic}/bridge/state", "device_class": "connectivity",
-        "payload_on": "online", "payload_off": "offline", "entity_category": "diagnostic"})
+    device = {
+        "identifiers": [node],
+        "name": f"mqttbridge ({base_topic})",
+        "manufacturer": "mqttbridge",
+        "model": "Car to MQTT bridge",
+        "sw_version": version,
+    }
+    entity = _Entity(
+        "binary_sensor",
+        BRIDGE_STATE_KEY,
+        {
+            "name": "Connection",
+            "state_topic": f"{base_topic}/bridge/state",
+            "device_class": "connectivity",
+            "payload_on": "online",
+            "payload_off": "offline",
+            "entity_category": "diagnostic",
+        },
+    )
     entities = [entity]
     for account in budget_accounts:
         topic = f"{base_topic}/bridge/accounts/{account}/budget"
         for what, label in (("remaining", "calls left today"), ("used", "calls used today")):
-            entities.append(_Entity("sensor", f"budget_{_TOPIC_ID.sub('_', account)}_{what}", {
-                "name": f"{account} {label}", "state_topic": topic, "value_template": f"{{{{ value_json.{what} }}}}",
-                "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:counter"}))
+            entities.append(
+                _Entity(
+                    "sensor",
+                    f"budget_{_TOPIC_ID.sub('_', account)}_{what}",
+                    {
+                        "name": f"{account} {label}",
+                        "state_topic": topic,
+                        "value_template": f"{{{{ value_json.{what} }}}}",
+                        "state_class": "measurement",
+                        "entity_category": "diagnostic",
+                        "icon": "mdi:counter",
+                    },
+                )
+            )
     for account, takes_codes in login_accounts:
         key = _TOPIC_ID.sub("_", account)
         login = f"{base_topic}/bridge/accounts/{account}/login"
-        entities.append(_Entity("sensor", f"login_{key}", {
-            "name": f"{account} login", "state_topic": login, "value_template": "{{ value_json.state }}",
-            "json_attributes_topic": login, "entity_category": "diagnostic", "icon": "mdi:account-key"}))
+        entities.append(
+            _Entity(
+                "sensor",
+                f"login_{key}",
+                {
+                    "name": f"{account} login",
+                    "state_topic": login,
+                    "value_template": "{{ value_json.state }}",
+                    "json_attributes_topic": login,
+                    "entity_category": "diagnostic",
+                    "icon": "mdi:account-key",
+                },
+            )
+        )
         if takes_codes:
-            entities.append(_Entity("text", f"otp_{key}", {
-                "name": f"{account} one-time code", "command_topic": f"{base_topic}/bridge/accounts/{account}/otp/set",
-                "min": 1, "max": 32, "mode": "text", "pattern": "[0-9A-Za-z-]{1,32}", "retain": False,
-                "entity_category": "config", "icon": "mdi:form-textbox-password"}))
-    return _assemble(entities, node=node, name_slug=slug(f"mqttbridge_{base_topic}") or "mqttbridge",
-                     device=device, version=version, availability=None, ha=ha)
+            entities.append(
+                _Entity(
+                    "text",
+                    f"otp_{key}",
+                    {
+                        "name": f"{account} one-time code",
+                        "command_topic": f"{base_topic}/bridge/accounts/{account}/otp/set",
+                        "min": 1,
+                        "max": 32,
+                        "mode": "text",
+                        "pattern": "[0-9A-Za-z-]{1,32}",
+                        "retain": False,
+                        "entity_category": "config",
+                        "icon": "mdi:form-textbox-password",
+                    },
+                )
+            )
+    return _assemble(
+        entities,
+        node=node,
+        name_slug=slug(f"mqttbridge_{base_topic}") or "mqttbridge",
+        device=device,
+        version=version,
+        availability=None,
+        ha=ha,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -389,8 +555,13 @@ def _possible_entities() -> dict[str, set[str]]:
             keys.setdefault(name, set()).add(spec.platform)
     keys.setdefault(CHARGING_KEY, set()).add("binary_sensor")
     keys.setdefault(LOCATION_KEY, set()).add("device_tracker")
-    control = {"lock": {"lock"}, "button": {"button"}, "toggle": {"switch", "button", "climate"}, "none": set(),
-               "number": set()}
+    control = {
+        "lock": {"lock"},
+        "button": {"button"},
+        "toggle": {"switch", "button", "climate"},
+        "none": set(),
+        "number": set(),
+    }
     for command in COMMANDS.values():
         keys.setdefault(command.key, set()).update(control[command.entity])
         if command.entity == "number":
@@ -425,8 +596,7 @@ def vehicle_discovery_topics(vin: str, *, ha: HomeAssistantConfig, keys: Iterabl
     return topics
 
 
-def discovery_changes(previous: Iterable[tuple[str, str]], current: Iterable[tuple[str, str]]
-                      ) -> list[tuple[str, str]]:
+def discovery_changes(previous: Iterable[tuple[str, str]], current: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     """What to publish, in order, to go from the ``previous`` announcement to ``current``.
 
     Topics no longer announced are emptied. A device payload that lost components is first sent with
@@ -458,8 +628,11 @@ def _removal_stub(old: str, new: str) -> str | None:
     old_components, new_components = old_data.get("components"), new_data.get("components")
     if not isinstance(old_components, dict) or not isinstance(new_components, dict):
         return None
-    lost = {key: {"platform": component.get("platform")} for key, component in old_components.items()
-            if key not in new_components and isinstance(component, dict)}
+    lost = {
+        key: {"platform": component.get("platform")}
+        for key, component in old_components.items()
+        if key not in new_components and isinstance(component, dict)
+    }
     if not lost:
         return None
     return _dumps({**new_data, "components": {**new_components, **lost}})
@@ -470,8 +643,7 @@ def _get(data: Mapping[str, Any], full: str, short: str) -> Any:
     return data[full] if full in data else data.get(short)
 
 
-def owned_vin(topic: str, payload: bytes | bytearray | str, *, base_topic: str,
-              ha: HomeAssistantConfig) -> str | None:
+def owned_vin(topic: str, payload: bytes | bytearray | str, *, base_topic: str, ha: HomeAssistantConfig) -> str | None:
     """The VIN of a retained vehicle config that THIS bridge published, else None; never raises.
 
     Ours means: a discovery topic under ``ha.prefix`` whose node id is the device identifier
@@ -486,11 +658,10 @@ def owned_vin(topic: str, payload: bytes | bytearray | str, *, base_topic: str,
         return None
 
 
-def _owned_vin(topic: str, payload: bytes | bytearray | str, base_topic: str, ha: HomeAssistantConfig
-               ) -> str | None:
+def _owned_vin(topic: str, payload: bytes | bytearray | str, base_topic: str, ha: HomeAssistantConfig) -> str | None:
     if not isinstance(topic, str) or not topic.startswith(f"{ha.prefix}/"):
         return None
-    parts = topic[len(ha.prefix) + 1:].split("/")
+    parts = topic[len(ha.prefix) + 1 :].split("/")
     if parts[-1] != "config" or len(parts) not in (3, 4):
         return None
     node = parts[1]

@@ -54,8 +54,14 @@ class RateLimitedError(BackendError):
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None = None, http_status: int | None = 429,
-                 vendor_code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        http_status: int | None = 429,
+        vendor_code: str | None = None,
+    ):
         super().__init__(message, http_status=http_status, vendor_code=vendor_code)
         self.retry_after = retry_after
 
@@ -81,8 +87,15 @@ class ActionRequiredError(AuthError):
     ``"device_code"`` (a link and a code to enter there). ``details`` is published: never a secret.
     """
 
-    def __init__(self, message: str, *, kind: str = "consent", details: dict[str, object] | None = None,
-                 http_status: int | None = None, vendor_code: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        kind: str = "consent",
+        details: dict[str, object] | None = None,
+        http_status: int | None = None,
+        vendor_code: str | None = None,
+    ):
         super().__init__(message, http_status=http_status, vendor_code=vendor_code)
         self.kind = kind
         self.details = dict(details or {})

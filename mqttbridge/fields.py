@@ -49,8 +49,9 @@ class FieldSpec:
 
 
 def _lid(name: str, label: str, device_class: str) -> FieldSpec:
-    return FieldSpec(name, label, "binary_sensor", "text", device_class=device_class, on_values=LID_OPEN,
-                     absent_value=LID_ABSENT)
+    return FieldSpec(
+        name, label, "binary_sensor", "text", device_class=device_class, on_values=LID_OPEN, absent_value=LID_ABSENT
+    )
 
 
 def _problem(name: str, label: str) -> FieldSpec:
@@ -61,33 +62,81 @@ FIELDS: dict[str, FieldSpec] = {
     spec.name: spec
     for spec in (
         # the contract's common names
-        FieldSpec("odometer", "Odometer", unit="km", device_class="distance", state_class="total_increasing",
-                  icon="mdi:counter"),
+        FieldSpec(
+            "odometer",
+            "Odometer",
+            unit="km",
+            device_class="distance",
+            state_class="total_increasing",
+            icon="mdi:counter",
+        ),
         FieldSpec("battery_level", "Battery", unit="%", device_class="battery", state_class="measurement"),
-        FieldSpec("range_electric", "Electric range", unit="km", device_class="distance",
-                  state_class="measurement", icon="mdi:map-marker-distance"),
-        FieldSpec("range_fuel", "Fuel range", unit="km", device_class="distance", state_class="measurement",
-                  icon="mdi:map-marker-distance"),
-        FieldSpec("fuel_level", "Fuel", unit="L", device_class="volume_storage", state_class="measurement",
-                  icon="mdi:gas-station"),
-        FieldSpec("charging_status", "Charging status", kind="enum", device_class="enum",
-                  options=CHARGING_STATUS, icon="mdi:ev-station"),
+        FieldSpec(
+            "range_electric",
+            "Electric range",
+            unit="km",
+            device_class="distance",
+            state_class="measurement",
+            icon="mdi:map-marker-distance",
+        ),
+        FieldSpec(
+            "range_fuel",
+            "Fuel range",
+            unit="km",
+            device_class="distance",
+            state_class="measurement",
+            icon="mdi:map-marker-distance",
+        ),
+        FieldSpec(
+            "fuel_level",
+            "Fuel",
+            unit="L",
+            device_class="volume_storage",
+            state_class="measurement",
+            icon="mdi:gas-station",
+        ),
+        FieldSpec(
+            "charging_status",
+            "Charging status",
+            kind="enum",
+            device_class="enum",
+            options=CHARGING_STATUS,
+            icon="mdi:ev-station",
+        ),
         FieldSpec("plugged_in", "Plug", "binary_sensor", "bool", device_class="plug"),
-        FieldSpec("door_lock_state", "Door lock state", kind="enum", device_class="enum", options=DOOR_LOCK_STATE,
-                  icon="mdi:car-door-lock"),
-        FieldSpec("updated_at", "Last update from the car", kind="timestamp", device_class="timestamp",
-                  diagnostic=True),
-        FieldSpec("fetched_at", "Last read by the bridge", kind="timestamp", device_class="timestamp",
-                  diagnostic=True),
+        FieldSpec(
+            "door_lock_state",
+            "Door lock state",
+            kind="enum",
+            device_class="enum",
+            options=DOOR_LOCK_STATE,
+            icon="mdi:car-door-lock",
+        ),
+        FieldSpec(
+            "updated_at", "Last update from the car", kind="timestamp", device_class="timestamp", diagnostic=True
+        ),
+        FieldSpec("fetched_at", "Last read by the bridge", kind="timestamp", device_class="timestamp", diagnostic=True),
         FieldSpec("battery_12v", "12 V battery", unit="%", device_class="battery", state_class="measurement"),
         # further legacy BMW fields worth an entity
-        FieldSpec("max_range_electric", "Maximum electric range", unit="km", device_class="distance",
-                  state_class="measurement", diagnostic=True),
-        FieldSpec("max_fuel", "Tank size", unit="L", device_class="volume_storage", state_class="measurement",
-                  diagnostic=True),
+        FieldSpec(
+            "max_range_electric",
+            "Maximum electric range",
+            unit="km",
+            device_class="distance",
+            state_class="measurement",
+            diagnostic=True,
+        ),
+        FieldSpec(
+            "max_fuel", "Tank size", unit="L", device_class="volume_storage", state_class="measurement", diagnostic=True
+        ),
         FieldSpec("fuel_percent", "Fuel level", unit="%", state_class="measurement", icon="mdi:gas-station"),
-        FieldSpec("charging_time_remaining", "Charging time remaining", unit="min", device_class="duration",
-                  state_class="measurement"),
+        FieldSpec(
+            "charging_time_remaining",
+            "Charging time remaining",
+            unit="min",
+            device_class="duration",
+            state_class="measurement",
+        ),
         FieldSpec("update_reason", "Update reason", kind="text", diagnostic=True, icon="mdi:information-outline"),
         FieldSpec("last_charging_end_reason", "Last charging end reason", kind="text", diagnostic=True),
         FieldSpec("last_charging_end_result", "Last charging end result", kind="text", diagnostic=True),
@@ -107,11 +156,23 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("air_control_is_on", "Climate running", "binary_sensor", "bool", device_class="running"),
         FieldSpec("engine_is_running", "Engine", "binary_sensor", "bool", device_class="running"),
         FieldSpec("ev_charge_port_door_is_open", "Charge port", "binary_sensor", "bool", device_class="door"),
-        FieldSpec("air_temperature", "Climate target temperature", unit="°C", device_class="temperature",
-                  state_class="measurement", diagnostic=True),
+        FieldSpec(
+            "air_temperature",
+            "Climate target temperature",
+            unit="°C",
+            device_class="temperature",
+            state_class="measurement",
+            diagnostic=True,
+        ),
         FieldSpec("ev_charging_power", "Charging power", unit="kW", device_class="power", state_class="measurement"),
-        FieldSpec("ev_battery_soh_percentage", "Battery health", unit="%", state_class="measurement",
-                  diagnostic=True, icon="mdi:battery-heart-variant"),
+        FieldSpec(
+            "ev_battery_soh_percentage",
+            "Battery health",
+            unit="%",
+            state_class="measurement",
+            diagnostic=True,
+            icon="mdi:battery-heart-variant",
+        ),
         FieldSpec("ev_charge_limits_ac", "Charge limit AC", unit="%", state_class="measurement", diagnostic=True),
         FieldSpec("ev_charge_limits_dc", "Charge limit DC", unit="%", state_class="measurement", diagnostic=True),
         FieldSpec("total_driving_range", "Total range", unit="km", device_class="distance", state_class="measurement"),
@@ -133,6 +194,14 @@ FIELDS: dict[str, FieldSpec] = {
 
 #: the contract's common names (CONTRACT section 4), in its order
 COMMON_NAMES = (
-    "odometer", "battery_level", "range_electric", "range_fuel", "fuel_level", "charging_status", "plugged_in",
-    "door_lock_state", "updated_at", "fetched_at",
+    "odometer",
+    "battery_level",
+    "range_electric",
+    "range_fuel",
+    "fuel_level",
+    "charging_status",
+    "plugged_in",
+    "door_lock_state",
+    "updated_at",
+    "fetched_at",
 )

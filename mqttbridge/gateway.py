@@ -98,22 +98,48 @@ class CommandGateway:
             execution.request_id = execution.request_id or _request_id_of(msg.payload)
             execution.status, execution.error = ExecutionStatus.REJECTED, str(exc)
             # the audit trail: who asked what of which car, and why it was refused (never the code)
-            log.warning("rejected %s %s for %s (request %s, topic %s): %s", command, execution.action or "-",
-                        ctx.vin, execution.request_id, msg.topic, exc)
+            log.warning(
+                "rejected %s %s for %s (request %s, topic %s): %s",
+                command,
+                execution.action or "-",
+                ctx.vin,
+                execution.request_id,
+                msg.topic,
+                exc,
+            )
             # A refusal never reached the vendor: while an execution of this command is queued or running,
             # <cmd>/execution and /status stay that execution's (the refusal goes to the event and the
             # response topic only), so a double tap never shows REJECTED while the car is locking.
             running = ctx.runner.busy(command)
             self.publish_execution(ctx, execution, retained=not running)
-            self.event("command_rejected", vin=ctx.vin, topic=msg.topic, command=command,
-                       action=execution.action or None, request_id=execution.request_id, error=str(exc),
-                       retained=not running)
+            self.event(
+                "command_rejected",
+                vin=ctx.vin,
+                topic=msg.topic,
+                command=command,
+                action=execution.action or None,
+                request_id=execution.request_id,
+                error=str(exc),
+                retained=not running,
+            )
             return
         if command == "lock":
-            log.info("accepted %s %s for %s (request %s, topic %s)", command, parsed.request.action, ctx.vin,
-                     parsed.request_id, msg.topic)
-            self.event("command_accepted", vin=ctx.vin, topic=msg.topic, command=command,
-                       action=parsed.request.action, request_id=parsed.request_id)
+            log.info(
+                "accepted %s %s for %s (request %s, topic %s)",
+                command,
+                parsed.request.action,
+                ctx.vin,
+                parsed.request_id,
+                msg.topic,
+            )
+            self.event(
+                "command_accepted",
+                vin=ctx.vin,
+                topic=msg.topic,
+                command=command,
+                action=parsed.request.action,
+                request_id=parsed.request_id,
+            )
 
     def _unknown_vehicle(self, msg: Incoming, root: str, command: str) -> None:
         """A command under the base topic for a vehicle nobody bridges: said on bridge/event, not dropped."""
@@ -132,10 +158,10 @@ class CommandGateway:
         log.warning("command on %s (request %s): %s", msg.topic, request_id, error)
         self.event("command_rejected", topic=msg.topic, command=command, request_id=request_id, error=error)
         if msg.response_topic and self._response_topic_problem(msg.response_topic) is None:
-            record = Execution(request_id=request_id, command=command, action="", status=ExecutionStatus.REJECTED,
-                               error=error)
-            self.publisher.transient(msg.response_topic, encode(record.record()),
-                                     correlation_data=msg.correlation_data)
+            record = Execution(
+                request_id=request_id, command=command, action="", status=ExecutionStatus.REJECTED, error=error
+            )
+            self.publisher.transient(msg.response_topic, encode(record.record()), correlation_data=msg.correlation_data)
 
     def _response_topic_problem(self, topic: str | None) -> str | None:
         """Why an MQTT 5 response topic is refused: the bridge never publishes its records onto its own topics
@@ -148,8 +174,10 @@ class CommandGateway:
         owned = {self.base, self.config.homeassistant.prefix, *self.by_root}
         for prefix in sorted(owned):
             if topic == prefix or topic.startswith(f"{prefix}/"):
-                return f"the response topic {topic[:80]!r} is under {prefix}/, which the bridge publishes to; " \
-                       "use a topic of your own"
+                return (
+                    f"the response topic {topic[:80]!r} is under {prefix}/, which the bridge publishes to; "
+                    "use a topic of your own"
+                )
         return None
 
     def _check(self, ctx: VehicleContext, parsed: ParsedCommand, topic: str) -> None:
@@ -168,9 +196,16 @@ class CommandGateway:
                 raise
             refusal = self.lockout.refusal(ctx.vin) or "locked out"
             log.warning("unlocking %s is %s (request %s, topic %s)", ctx.vin, refusal, parsed.request_id, topic)
-            self.event("unlock_locked_out", vin=ctx.vin, root=ctx.root, topic=topic, request_id=parsed.request_id,
-                       attempts=self.lockout.attempts, until=iso(datetime.fromtimestamp(until, UTC)),
-                       minutes=self.config.unlock_lockout.minutes)
+            self.event(
+                "unlock_locked_out",
+                vin=ctx.vin,
+                root=ctx.root,
+                topic=topic,
+                request_id=parsed.request_id,
+                attempts=self.lockout.attempts,
+                until=iso(datetime.fromtimestamp(until, UTC)),
+                minutes=self.config.unlock_lockout.minutes,
+            )
             raise Rejected(f"{exc}; {refusal}") from None
         if is_unlock(request) and ctx.config.unlock_code is not None:
             self.lockout.right_code(ctx.vin)
@@ -204,11 +239,19 @@ class CommandGateway:
         if execution.response_topic and self._response_topic_problem(execution.response_topic) is None:
             self.publisher.transient(execution.response_topic, record, correlation_data=execution.correlation_data)
         if execution.status.final:  # refusals are logged by _command and the runner
-            self.metrics.command_finished(execution.command if known else "unknown", execution.status.value,
-                                          time.time() - execution.arrived)
+            self.metrics.command_finished(
+                execution.command if known else "unknown", execution.status.value, time.time() - execution.arrived
+            )
         if execution.status in (ExecutionStatus.NOT_EXECUTED, ExecutionStatus.TIMED_OUT, ExecutionStatus.FAILED):
-            self.event("command_failed", account=ctx.runtime.account.name, vin=ctx.vin, command=execution.command,
-                       status=execution.status.value, request_id=execution.request_id, error=execution.error)
+            self.event(
+                "command_failed",
+                account=ctx.runtime.account.name,
+                vin=ctx.vin,
+                command=execution.command,
+                status=execution.status.value,
+                request_id=execution.request_id,
+                error=execution.error,
+            )
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -228,5 +271,15 @@ def _log_outcome(ctx: VehicleContext, execution: Execution) -> None:
     """Each command's end in the daemon log too (the audit trail; never the unlock code)."""
     level = logging.INFO if execution.status is ExecutionStatus.EXECUTED else logging.WARNING
     error = f": {execution.error}" if execution.error else ""
-    log.log(level, "%s %s %s for %s at %s (request %s, event %s)%s", execution.command, execution.action or "-",
-            execution.status.value, ctx.vin, ctx.root, execution.request_id, execution.event_id or "-", error)
+    log.log(
+        level,
+        "%s %s %s for %s at %s (request %s, event %s)%s",
+        execution.command,
+        execution.action or "-",
+        execution.status.value,
+        ctx.vin,
+        ctx.root,
+        execution.request_id,
+        execution.event_id or "-",
+        error,
+    )

@@ -35,8 +35,9 @@ def clock_text(moment: float) -> str:
 
 
 class UnlockLockout:
-    def __init__(self, store: StateStore, *, attempts: int, window: float, duration: float,
-                 now: Callable[[], float] = time.time):
+    def __init__(
+        self, store: StateStore, *, attempts: int, window: float, duration: float, now: Callable[[], float] = time.time
+    ):
         self.store = store
         self.attempts = attempts
         self.window = window
@@ -68,8 +69,9 @@ class UnlockLockout:
                     continue
                 self._state[str(vin)] = _VehicleState(failures, until)
         for vin, until in self.locked().items():
-            log.warning("unlocking %s stays locked out until %s (after wrong codes before the restart)",
-                        vin, clock_text(until))
+            log.warning(
+                "unlocking %s stays locked out until %s (after wrong codes before the restart)", vin, clock_text(until)
+            )
 
     def locked(self) -> dict[str, float]:
         """Vehicles locked out now, with the end of their lockout."""
@@ -110,6 +112,9 @@ class UnlockLockout:
 
     def _save(self) -> None:
         now = self.now()
-        data = {vin: {"failures": s.failures, "until": s.until} for vin, s in self._state.items()
-                if s.failures or (s.until is not None and s.until > now)}
+        data = {
+            vin: {"failures": s.failures, "until": s.until}
+            for vin, s in self._state.items()
+            if s.failures or (s.until is not None and s.until > now)
+        }
         self.store.write_json(LOCKOUT_FILE, {"format": 1, "vehicles": data})

@@ -70,7 +70,7 @@ class LoginDesk:
 
     def is_code(self, topic: str) -> bool:
         prefix, suffix = f"{self.base}/bridge/accounts/", "/otp/set"
-        return topic.startswith(prefix) and topic.endswith(suffix) and "/" not in topic[len(prefix):-len(suffix)]
+        return topic.startswith(prefix) and topic.endswith(suffix) and "/" not in topic[len(prefix) : -len(suffix)]
 
     # --- the state of each account's login ----------------------------------------------------------
 
@@ -86,8 +86,7 @@ class LoginDesk:
     def required(self, account: str, exc: ActionRequiredError) -> None:
         """The vendor wants the user: retained on the login topic, and said once as an event (and alert)."""
         takes = self._takes_codes(account)
-        payload: dict[str, Any] = {"state": "action_required", "kind": exc.kind, "message": str(exc),
-                                   **exc.details}
+        payload: dict[str, Any] = {"state": "action_required", "kind": exc.kind, "message": str(exc), **exc.details}
         if exc.kind == "otp":
             payload["accepts_code"] = takes
             if takes:
@@ -99,8 +98,13 @@ class LoginDesk:
             payload["since"] = iso(datetime.now(UTC))
             self.publisher.retained(login_topic(self.base, account), encode(payload))
             log.error("account %s: %s", account, exc)
-            self.event("action_required", account=account, kind=exc.kind, error=str(exc),
-                       **{k: v for k, v in exc.details.items() if k not in ("account", "kind", "error")})
+            self.event(
+                "action_required",
+                account=account,
+                kind=exc.kind,
+                error=str(exc),
+                **{k: v for k, v in exc.details.items() if k not in ("account", "kind", "error")},
+            )
 
     def waiting(self, account: str) -> str | None:
         with self._lock:
@@ -114,7 +118,7 @@ class LoginDesk:
 
     def code(self, msg: Incoming) -> None:
         """A message on ``…/accounts/<name>/otp/set`` (the dispatcher thread: the vendor is asked elsewhere)."""
-        name = msg.topic[len(f"{self.base}/bridge/accounts/"):-len("/otp/set")]
+        name = msg.topic[len(f"{self.base}/bridge/accounts/") : -len("/otp/set")]
         if msg.retain:
             if msg.payload:  # a code lies on the broker for anyone to read, and would be replayed: delete it
                 self.publisher.clear(msg.topic)
@@ -165,4 +169,3 @@ class LoginDesk:
     def _failed(self, account: str, error: str) -> None:
         log.warning("account %s: the one-time code was not accepted: %s", account, error)
         self.event("login_failed", account=account, error=error)
-

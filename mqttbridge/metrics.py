@@ -38,26 +38,42 @@ class Metrics:
         except ImportError:
             raise MqttBridgeError(
                 "metrics: is configured but the prometheus-client package is missing; install it with "
-                "pip install 'mqttbridge[metrics]', or remove the metrics section") from None
+                "pip install 'mqttbridge[metrics]', or remove the metrics section"
+            ) from None
         self._prom = prom
         self.registry = prom.CollectorRegistry()
         registry = self.registry
         self.vendor_calls = prom.Counter(
-            "mqttbridge_vendor_calls", "Calls to the vendor's API, by account, kind and result",
-            ("account", "kind", "result"), registry=registry)
+            "mqttbridge_vendor_calls",
+            "Calls to the vendor's API, by account, kind and result",
+            ("account", "kind", "result"),
+            registry=registry,
+        )
         self.commands = prom.Counter(
-            "mqttbridge_commands", "Commands by their final status", ("command", "status"), registry=registry)
+            "mqttbridge_commands", "Commands by their final status", ("command", "status"), registry=registry
+        )
         self.command_duration = prom.Histogram(
-            "mqttbridge_command_duration_seconds", "Seconds from a command's arrival to its final status",
-            ("command", "status"), buckets=DURATION_BUCKETS, registry=registry)
+            "mqttbridge_command_duration_seconds",
+            "Seconds from a command's arrival to its final status",
+            ("command", "status"),
+            buckets=DURATION_BUCKETS,
+            registry=registry,
+        )
         self.budget_remaining = prom.Gauge(
-            "mqttbridge_budget_remaining_calls", "Calls left in the account's daily budget",
-            ("account",), registry=registry)
+            "mqttbridge_budget_remaining_calls",
+            "Calls left in the account's daily budget",
+            ("account",),
+            registry=registry,
+        )
         self.broker_connected = prom.Gauge(
-            "mqttbridge_broker_connected", "1 while the bridge is connected to the MQTT broker", registry=registry)
+            "mqttbridge_broker_connected", "1 while the bridge is connected to the MQTT broker", registry=registry
+        )
         self.last_read = prom.Gauge(
-            "mqttbridge_vehicle_last_read_timestamp_seconds", "Unix time of the last successful status read",
-            ("vin", "vehicle"), registry=registry)
+            "mqttbridge_vehicle_last_read_timestamp_seconds",
+            "Unix time of the last successful status read",
+            ("vin", "vehicle"),
+            registry=registry,
+        )
 
     def start(self, connected: Callable[[], bool]) -> None:
         """Serve ``/metrics``; the broker gauge asks ``connected`` at each scrape, so it is never stale."""
@@ -69,8 +85,9 @@ class Metrics:
         try:
             self._server, self._thread = self._prom.start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            raise MqttBridgeError(f"metrics: cannot listen on {host}:{port}: {exc.strerror or exc}; "
-                                  f"choose another metrics.port") from None
+            raise MqttBridgeError(
+                f"metrics: cannot listen on {host}:{port}: {exc.strerror or exc}; choose another metrics.port"
+            ) from None
         log.info("metrics on http://%s:%s/metrics", host, self.port)
 
     @property

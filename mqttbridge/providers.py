@@ -73,8 +73,9 @@ class ProviderSpec:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             hint = f"pip install 'mqttbridge[{self.extra}]'" if self.extra else "its package"
-            raise MqttBridgeError(f"the {self.name} backend needs a library that is not installed "
-                                  f"({exc.name}); install it with: {hint}") from None
+            raise MqttBridgeError(
+                f"the {self.name} backend needs a library that is not installed ({exc.name}); install it with: {hint}"
+            ) from None
         return getattr(module, attribute)
 
     def backend_class(self) -> type[Backend]:
@@ -99,8 +100,9 @@ def available() -> dict[str, ProviderSpec]:
                     log.exception("the provider %s (%s) cannot be loaded", point.name, point.value)
                     continue
                 if not isinstance(spec, ProviderSpec) or spec.name != point.name:
-                    log.error("the entry point %s (%s) is not a ProviderSpec named %s", point.name, point.value,
-                              point.name)
+                    log.error(
+                        "the entry point %s (%s) is not a ProviderSpec named %s", point.name, point.value, point.name
+                    )
                     continue
                 found[spec.name] = spec
             _loaded = found

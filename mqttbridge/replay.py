@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 #: the block the shared fixtures' maintainers added to each capture; a vendor never sends it
 FIXTURE_META = "_fixture_meta"
 
+
 def _readers() -> dict[str, str]:
     """provider -> its reader module (``ProviderSpec.replay``); a provider without one cannot be replayed."""
     from mqttbridge.providers import available

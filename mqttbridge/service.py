@@ -247,8 +247,10 @@ def health(state_dir: Path, *, max_age: float = 60.0, now: Callable[[], float] =
     if not _pid_alive(pid):
         return False, f"the daemon (pid {pid}) is not running"
     if data.get("alive") is False:
-        return False, (f"a loop of the daemon (pid {pid}) has stopped (e.g. an account's thread); "
-                       "see its log; restarting it should help")
+        return False, (
+            f"a loop of the daemon (pid {pid}) has stopped (e.g. an account's thread); "
+            "see its log; restarting it should help"
+        )
     if data.get("connected") is not True:
         return False, "the broker session is down: the daemon runs and keeps retrying; see its log"
     return True, f"ok: pid {pid}, connected, heartbeat {max(age, 0.0):.0f} s old, version {data.get('version')}"

@@ -47,8 +47,9 @@ class VehicleContext(CommandTarget):
         self.next_dataset: dict[str, float] = dict.fromkeys(sorted(info.datasets), 0.0)
         force_interval = runtime.account.poll.force_interval
         #: forced (waking) reads only on a schedule when force_interval asks for one
-        self.next_forced: float | None = (bridge.clock() + force_interval
-                                          if force_interval and info.supports("force_refresh") else None)
+        self.next_forced: float | None = (
+            bridge.clock() + force_interval if force_interval and info.supports("force_refresh") else None
+        )
         self._read_lock = threading.Lock()
         #: reads started so far, and the count when a lock command's produced state was shown: only a read
         #: that started after the vendor's EXECUTED may replace that state (an older one would show the past)
@@ -56,9 +57,14 @@ class VehicleContext(CommandTarget):
         self._lock_shown_at: int | None = None
         self._lock_state = threading.Lock()
         commands = runtime.account.commands
-        self.runner = CommandRunner(self, poll_interval=commands.poll_interval, timeout=commands.timeout,
-                                    refresh_delay=commands.refresh_delay, stopping=bridge.stopping,
-                                    clock=bridge.clock)
+        self.runner = CommandRunner(
+            self,
+            poll_interval=commands.poll_interval,
+            timeout=commands.timeout,
+            refresh_delay=commands.refresh_delay,
+            stopping=bridge.stopping,
+            clock=bridge.clock,
+        )
         saved = bridge.restored.get(self.vin)
         if saved is not None and saved.root == self.root:
             # the last run's status: battery rules and discovery have it before the first read
@@ -120,8 +126,13 @@ class VehicleContext(CommandTarget):
         self.available = online
         self.out.availability(online)
         if not online:
-            self.bridge.event("vehicle_offline", account=self.runtime.account.name, vin=self.vin, root=self.root,
-                              failures=self.failures)
+            self.bridge.event(
+                "vehicle_offline",
+                account=self.runtime.account.name,
+                vin=self.vin,
+                root=self.root,
+                failures=self.failures,
+            )
 
     # --- CommandTarget ---------------------------------------------------------------------------
 
@@ -187,7 +198,10 @@ class VehicleContext(CommandTarget):
 
     def discovered(self) -> discovery.DiscoveredVehicle:
         return discovery.DiscoveredVehicle(
-            vin=self.vin, name=self.config.name, root=self.root, info=self.info,
+            vin=self.vin,
+            name=self.config.name,
+            root=self.root,
+            info=self.info,
             fields=dict(self.status.fields) if self.status else {},
             has_location=bool(self.status and self.status.location),
             unlock_code=self.config.unlock_code is not None,

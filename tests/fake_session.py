@@ -28,8 +28,15 @@ class Published:
 class FakeSession:
     """Implements ``mqttbridge.mqtt.Session``; ``start`` connects at once and runs the bridge's handler."""
 
-    def __init__(self, config: Any, *, will_topic: str, on_connect: Callable[[], None],
-                 on_message: Callable[[Incoming], None], on_disconnect: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        config: Any,
+        *,
+        will_topic: str,
+        on_connect: Callable[[], None],
+        on_message: Callable[[Incoming], None],
+        on_disconnect: Callable[[str], None] | None = None,
+    ):
         self.config = config
         self.will_topic = will_topic
         self.on_connect = on_connect
@@ -60,8 +67,15 @@ class FakeSession:
     def unsubscribe(self, topic: str) -> None:
         self.subscriptions.pop(topic, None)
 
-    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
-                correlation_data: bytes | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes | None,
+        *,
+        retain: bool = True,
+        qos: int = 1,
+        correlation_data: bytes | None = None,
+    ) -> None:
         with self._cond:
             self.published.append(Published(topic, payload, retain, correlation_data))
             self._cond.notify_all()
@@ -71,8 +85,15 @@ class FakeSession:
 
     # --- for tests -------------------------------------------------------------------------------
 
-    def deliver(self, topic: str, payload: str | bytes, *, retain: bool = False, response_topic: str | None = None,
-                correlation_data: bytes | None = None) -> None:
+    def deliver(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
         data = payload.encode() if isinstance(payload, str) else payload
         with self._deliver:
             self.on_message(Incoming(topic, data, retain, response_topic, correlation_data))
@@ -85,8 +106,9 @@ class FakeSession:
         with self._cond:
             return [p for p in self.published[mark:] if topic is None or p.topic == topic]
 
-    def wait_for(self, predicate: Callable[[Published], bool], *, start: int = 0, timeout: float = WAIT,
-                 what: str = "a publish") -> Published:
+    def wait_for(
+        self, predicate: Callable[[Published], bool], *, start: int = 0, timeout: float = WAIT, what: str = "a publish"
+    ) -> Published:
         with self._cond:
             index = start
             found: list[Published] = []

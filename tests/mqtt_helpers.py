@@ -52,9 +52,7 @@ class Mosquitto:
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}"
-        )
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}")
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
@@ -99,9 +97,11 @@ class Observer:
         self.topics = topics
         self.messages: list[Msg] = []
         self._cond = threading.Condition()
-        self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or f"observer-{os.getpid()}-{id(self)}",
-                                  protocol=paho.MQTTv5)
+        self.client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"observer-{os.getpid()}-{id(self)}",
+            protocol=paho.MQTTv5,
+        )
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.connected = threading.Event()
@@ -119,14 +119,19 @@ class Observer:
 
     def _on_message(self, _client, _userdata, message) -> None:
         props = getattr(message, "properties", None)
-        msg = Msg(message.topic, bytes(message.payload), bool(message.retain),
-                  getattr(props, "CorrelationData", None) if props else None)
+        msg = Msg(
+            message.topic,
+            bytes(message.payload),
+            bool(message.retain),
+            getattr(props, "CorrelationData", None) if props else None,
+        )
         with self._cond:
             self.messages.append(msg)
             self._cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[Msg], bool], timeout: float = WAIT, what: str = "a message",
-                 start: int = 0) -> Msg:
+    def wait_for(
+        self, predicate: Callable[[Msg], bool], timeout: float = WAIT, what: str = "a message", start: int = 0
+    ) -> Msg:
         deadline = time.monotonic() + timeout
         with self._cond:
             index = start
@@ -158,8 +163,15 @@ class Observer:
         with self._cond:
             return next((m for m in reversed(self.messages) if m.topic == topic), None)
 
-    def publish(self, topic: str, payload: str | bytes, *, retain: bool = False, response_topic: str | None = None,
-                correlation_data: bytes | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        *,
+        retain: bool = False,
+        response_topic: str | None = None,
+        correlation_data: bytes | None = None,
+    ) -> None:
         props = None
         if response_topic is not None:
             props = Properties(PacketTypes.PUBLISH)
@@ -199,8 +211,13 @@ class Daemon:
     def start(self, *extra: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "mqttbridge", "run", "-c", str(self.path), *extra],
-                                         stdout=log, stderr=log, env=env, cwd=ROOT)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mqttbridge", "run", "-c", str(self.path), *extra],
+                stdout=log,
+                stderr=log,
+                env=env,
+                cwd=ROOT,
+            )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

@@ -37,19 +37,31 @@ def vendor_fault(vendor, **rule) -> None:
 
 
 def config_for(broker, vendor, state_dir: Path, *, names=("i3",), vehicle: dict | None = None, **top) -> dict:
-    vehicles = [{"vin": car.vin, "name": name, "allow_unlock": True, **(vehicle or {})}
-                for car, name in zip(vendor.cars, NAMES, strict=True) if name in names]
+    vehicles = [
+        {"vin": car.vin, "name": name, "allow_unlock": True, **(vehicle or {})}
+        for car, name in zip(vendor.cars, NAMES, strict=True)
+        if name in names
+    ]
     return {
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "base_topic": BASE, "client_id": "bridge-under-test"},
         "state_dir": str(state_dir),
         "log_level": "DEBUG",
-        "accounts": [{
-            "name": "sim", "provider": "bmw_legacy", "base_url": vendor.url, "username": "demo@example.com",
-            "password": "demo", "api_key": "key", "api_secret": "secret-of-the-app", "retries": 2,
-            "timeout": 20, "poll": {"interval": 600, "offline_after": 2},
-            "commands": {"poll_interval": 0.1, "timeout": 60, "refresh_delay": 0},
-            "vehicles": vehicles,
-        }],
+        "accounts": [
+            {
+                "name": "sim",
+                "provider": "bmw_legacy",
+                "base_url": vendor.url,
+                "username": "demo@example.com",
+                "password": "demo",
+                "api_key": "key",
+                "api_secret": "secret-of-the-app",
+                "retries": 2,
+                "timeout": 20,
+                "poll": {"interval": 600, "offline_after": 2},
+                "commands": {"poll_interval": 0.1, "timeout": 60, "refresh_delay": 0},
+                "vehicles": vehicles,
+            }
+        ],
         **top,
     }
 
@@ -60,11 +72,13 @@ def record(msg) -> dict:
 
 def is_record(request_id: str, status: str | None = None, command: str = "lock", root: str = f"{BASE}/i3"):
     """A predicate for the record of one request on ``<root>/<command>/execution``."""
+
     def check(msg) -> bool:
         if msg.topic != f"{root}/{command}/execution" or not msg.payload:
             return False
         data = record(msg)
         return data["request_id"] == request_id and (status is None or data["status"] == status)
+
     return check
 
 
@@ -74,6 +88,7 @@ def is_event(kind: str, **fields):
             return False
         data = record(msg)
         return data["event"] == kind and all(data.get(k) == v for k, v in fields.items())
+
     return check
 
 

@@ -262,9 +262,7 @@ def test_slow_target_times_out_and_the_other_target_still_receives(make_server, 
     caplog.set_level(logging.DEBUG, logger="mqttbridge.alerts")
     slow = make_server(block=True)
     good = make_server()
-    notifier = make_notifier(
-        [NotifyTarget("webhook", slow.url), NotifyTarget("synology_chat", good.url)], timeout=0.3
-    )
+    notifier = make_notifier([NotifyTarget("webhook", slow.url), NotifyTarget("synology_chat", good.url)], timeout=0.3)
     notifier.start()
 
     assert notifier.alert("auth_failed", "bmw", "first")
@@ -276,8 +274,7 @@ def test_slow_target_times_out_and_the_other_target_still_receives(make_server, 
     assert not slow.release.is_set()  # the slow target never answered: both gave up on the timeout
     assert notifier.failures == 2
     assert notifier.sent == 2
-    assert any("notify target 0 (webhook)" in r.getMessage() and "timed out" in r.getMessage()
-               for r in caplog.records)
+    assert any("notify target 0 (webhook)" in r.getMessage() and "timed out" in r.getMessage() for r in caplog.records)
     assert slow.url not in caplog.text
     assert TOKEN not in caplog.text
 
@@ -329,8 +326,9 @@ def test_target_urls_are_registered_as_secrets(make_notifier):
     make_notifier([NotifyTarget("synology_chat", url)])
     assert logsetup.redact(f"posting to {url}") == f"posting to {logsetup.MASK}"
     # urllib3's debug lines carry only the request target, which holds the token too
-    assert "tok-9f8e7d" not in logsetup.redact("POST /webapi/entry.cgi?api=SYNO.Chat.External&method=incoming"
-                                               "&version=2&token=tok-9f8e7d HTTP/1.1")
+    assert "tok-9f8e7d" not in logsetup.redact(
+        "POST /webapi/entry.cgi?api=SYNO.Chat.External&method=incoming&version=2&token=tok-9f8e7d HTTP/1.1"
+    )
 
 
 def test_unknown_kind_and_type_are_rejected(make_notifier):

@@ -14,10 +14,18 @@ def policy(quiet: str | None = "22:00-06:00", minimum: int = 50) -> ForcedReadPo
     return ForcedReadPolicy.from_poll(SimpleNamespace(quiet_hours=quiet, min_battery_12v=minimum, force_interval=None))
 
 
-@pytest.mark.parametrize("clock,quiet", [
-    ("21:59", False), ("22:00", True), ("23:30", True), ("00:00", True), ("05:59", True), ("06:00", False),
-    ("12:00", False),
-])
+@pytest.mark.parametrize(
+    "clock,quiet",
+    [
+        ("21:59", False),
+        ("22:00", True),
+        ("23:30", True),
+        ("00:00", True),
+        ("05:59", True),
+        ("06:00", False),
+        ("12:00", False),
+    ],
+)
 def test_quiet_hours_across_midnight(clock: str, quiet: bool) -> None:
     now = datetime.fromisoformat(f"2026-11-22T{clock}:00+01:00")
     reason = policy().refusal(now, 80)
@@ -33,8 +41,9 @@ def test_quiet_hours_within_a_day_and_none() -> None:
     assert policy(None).refusal(datetime.fromisoformat("2026-11-22T23:00:00"), 90) is None
 
 
-@pytest.mark.parametrize("level,refused", [(49, True), (49.5, True), (50, False), (90, False), (None, False),
-                                           ("n/a", False)])
+@pytest.mark.parametrize(
+    "level,refused", [(49, True), (49.5, True), (50, False), (90, False), (None, False), ("n/a", False)]
+)
 def test_12v_threshold(level, refused: bool) -> None:
     reason = policy(None).refusal(datetime.fromisoformat("2026-11-22T12:00:00"), level)
     assert (reason is not None) is refused

@@ -45,8 +45,12 @@ def make_backend(sim, tmp_path: Path):
     def make(**overrides):
         config = make_config(tmp_path, [account_data(sim.url, **overrides)])
         sleeps = Sleeps()
-        backend = create_backend(config.accounts[0], StateStore(config.state_dir), sleep=sleeps,
-                                 policy=RetryPolicy(attempts=4, backoff_initial=0.5, backoff_max=2.0))
+        backend = create_backend(
+            config.accounts[0],
+            StateStore(config.state_dir),
+            sleep=sleeps,
+            policy=RetryPolicy(attempts=4, backoff_initial=0.5, backoff_max=2.0),
+        )
         backend.sleeps = sleeps
         created.append(backend)
         return backend
@@ -149,17 +153,26 @@ def _run(backend, sim, vehicle, request: CommandRequest) -> list[ExecutionStatus
 FLOW = [ExecutionStatus.INITIATED, ExecutionStatus.PENDING, ExecutionStatus.DELIVERED, ExecutionStatus.EXECUTED]
 
 
-@pytest.mark.parametrize("index,request_,service", [
-    (BEV, CommandRequest("lock", "LOCK"), "DOOR_LOCK"),
-    (BEV, CommandRequest("lock", "UNLOCK"), "DOOR_UNLOCK"),
-    (BEV, CommandRequest("climate", "ON"), "CLIMATE_NOW"),
-    (BEV, CommandRequest("flash_lights", "PRESS", {"count": 2}), "LIGHT_FLASH"),
-    (BEV, CommandRequest("horn", "PRESS"), "HORN_BLOW"),
-    (BEV, CommandRequest("find_vehicle", "PRESS"), "VEHICLE_FINDER"),
-    (BEV, CommandRequest("charging_profile", "SET",
-                         {"profile": {"chargingMode": "IMMEDIATE_CHARGING", "climatizationEnabled": False}}),
-     "CHARGING_CONTROL"),
-])
+@pytest.mark.parametrize(
+    "index,request_,service",
+    [
+        (BEV, CommandRequest("lock", "LOCK"), "DOOR_LOCK"),
+        (BEV, CommandRequest("lock", "UNLOCK"), "DOOR_UNLOCK"),
+        (BEV, CommandRequest("climate", "ON"), "CLIMATE_NOW"),
+        (BEV, CommandRequest("flash_lights", "PRESS", {"count": 2}), "LIGHT_FLASH"),
+        (BEV, CommandRequest("horn", "PRESS"), "HORN_BLOW"),
+        (BEV, CommandRequest("find_vehicle", "PRESS"), "VEHICLE_FINDER"),
+        (
+            BEV,
+            CommandRequest(
+                "charging_profile",
+                "SET",
+                {"profile": {"chargingMode": "IMMEDIATE_CHARGING", "climatizationEnabled": False}},
+            ),
+            "CHARGING_CONTROL",
+        ),
+    ],
+)
 def test_every_command_to_executed(backend, sim, index, request_, service) -> None:
     vehicle = _vehicle(backend, index)
     assert _run(backend, sim, vehicle, request_) == FLOW
@@ -169,7 +182,8 @@ def test_every_command_to_executed(backend, sim, index, request_, service) -> No
         assert posts[0]["form"]["count"] == "2"
     if service == "CHARGING_CONTROL":
         assert json.loads(posts[0]["form"]["data"]) == {
-            "weeklyPlanner": {"chargingMode": "IMMEDIATE_CHARGING", "climatizationEnabled": False}}
+            "weeklyPlanner": {"chargingMode": "IMMEDIATE_CHARGING", "climatizationEnabled": False}
+        }
 
 
 def test_lock_and_charge_change_the_car(backend, sim) -> None:
@@ -181,8 +195,11 @@ def test_lock_and_charge_change_the_car(backend, sim) -> None:
 
 
 def test_charge_now_on_a_plugged_car(backend, sim) -> None:
-    plugged = next(v for v in backend.list_vehicles()
-                   if v.supports("charging", "ON") and backend.read_status(v).fields.get("plugged_in"))
+    plugged = next(
+        v
+        for v in backend.list_vehicles()
+        if v.supports("charging", "ON") and backend.read_status(v).fields.get("plugged_in")
+    )
     assert _run(backend, sim, plugged, CommandRequest("charging", "ON")) == FLOW
     assert backend.read_status(plugged).fields["charging_status"] == "CHARGING"
 
@@ -294,8 +311,9 @@ def test_unreachable_server_for_a_command_is_retried_then_reported(tmp_path: Pat
         port = probe.getsockname()[1]
     config = make_config(tmp_path, [account_data(f"http://127.0.0.1:{port}")])
     sleeps = Sleeps()
-    backend = create_backend(config.accounts[0], StateStore(config.state_dir), sleep=sleeps,
-                             policy=RetryPolicy(attempts=3))
+    backend = create_backend(
+        config.accounts[0], StateStore(config.state_dir), sleep=sleeps, policy=RetryPolicy(attempts=3)
+    )
     with pytest.raises(ConnectionFailed) as caught:
         backend.list_vehicles()
     assert caught.value.sent is False and len(sleeps) == 2
@@ -330,8 +348,11 @@ def test_closing_the_backend_ends_a_read_that_is_backing_off(sim, tmp_path: Path
     from mqttbridge.errors import BackendError
 
     config = make_config(tmp_path, [account_data(sim.url)])
-    backend = create_backend(config.accounts[0], StateStore(config.state_dir),
-                             policy=RetryPolicy(attempts=5, backoff_initial=600.0, backoff_max=600.0))
+    backend = create_backend(
+        config.accounts[0],
+        StateStore(config.state_dir),
+        policy=RetryPolicy(attempts=5, backoff_initial=600.0, backoff_max=600.0),
+    )
     vehicle = backend.list_vehicles()[0]
     sim.fault(endpoint="status", http_status=500, count=10)
     outcome: list[BaseException] = []

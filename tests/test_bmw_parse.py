@@ -117,7 +117,10 @@ def test_petrol_f48_field_by_field(fixtures_dir: Path) -> None:
     assert f["dcs_cch_ongoing"] is False and f["dcs_cch_activation"] == "NA"
     assert f["position_status"] == "OK" and f["position_heading"] == 141
     assert s.location is not None and s.location.to_json() == {
-        "latitude": 50.50505, "longitude": 10.1010101, "heading": 141}
+        "latitude": 50.50505,
+        "longitude": 10.1010101,
+        "heading": 141,
+    }
     assert f["check_control_messages"][0]["ccm_id"] == 955
     assert [c["cbs_type"] for c in f["cbs_data"]] == ["OIL", "VEHICLE_CHECK", "BRAKE_FLUID"]
     assert "cbs_remaining_mileage" not in f["cbs_data"][2]
@@ -177,10 +180,13 @@ def test_petrol_f31_intermediate_window(fixtures_dir: Path) -> None:
     assert "plugged_in" not in f and "charging_status" not in f
 
 
-@pytest.mark.parametrize("rel,status", [
-    ("G31_NBTevo/status_position_disabled.json", "DRIVER_DISABLED"),
-    ("G31_NBTevo/status_position_vehicle_active.json", "VEHICLE_ACTIVE"),
-])
+@pytest.mark.parametrize(
+    "rel,status",
+    [
+        ("G31_NBTevo/status_position_disabled.json", "DRIVER_DISABLED"),
+        ("G31_NBTevo/status_position_vehicle_active.json", "VEHICLE_ACTIVE"),
+    ],
+)
 def test_positions_without_coordinates(fixtures_dir: Path, rel: str, status: str) -> None:
     s = _status(rel)
     assert s.location is None
@@ -221,7 +227,8 @@ def test_execution_statuses(fixtures_dir: Path) -> None:
     missing = read("remote_services/LIGHT_FLASH_no_status_derived.json")
     assert missing.status is ExecutionStatus.UNKNOWN and not missing.status.final
     unlock = parse_execution(
-        json.loads((base / "openhab_I01_REX_2017/service_DOOR_UNLOCK_executed.json").read_text()), "DOOR_UNLOCK")
+        json.loads((base / "openhab_I01_REX_2017/service_DOOR_UNLOCK_executed.json").read_text()), "DOOR_UNLOCK"
+    )
     assert unlock.service == "DOOR_UNLOCK" and unlock.status is ExecutionStatus.EXECUTED
 
 
@@ -236,14 +243,17 @@ def test_datasets_normalised(fixtures_dir: Path) -> None:
     empty = parse_dataset("last_trip", json.loads((base / "G30_PHEV_OS7/last_trip.json").read_text()), "V")
     assert empty == {}
     profile = parse_dataset(
-        "charging_profile", json.loads((base / "G30_PHEV_OS7/charging_profile.json").read_text()), "V")
+        "charging_profile", json.loads((base / "G30_PHEV_OS7/charging_profile.json").read_text()), "V"
+    )
     assert "weeklyPlanner" in profile  # the vendor's shape, ready to send back
     destinations = parse_dataset(
-        "destinations", json.loads((base / "openhab_I01_REX_2017/destinations.json").read_text()), "V")
+        "destinations", json.loads((base / "openhab_I01_REX_2017/destinations.json").read_text()), "V"
+    )
     assert destinations[0]["street_number"] == "My Real Number"
     assert destinations[0]["created_at"] == "2020-08-16T12:52:58+00:00"
     rangemap = parse_dataset(
-        "range_map", json.loads((base / "I01_edent_readme_examples/range_maps.json").read_text()), "V")
+        "range_map", json.loads((base / "I01_edent_readme_examples/range_maps.json").read_text()), "V"
+    )
     assert rangemap["quality"] == "AVERAGE" and len(rangemap["rangemaps"]) == 2
 
 
@@ -251,8 +261,13 @@ def test_datasets_normalised(fixtures_dir: Path) -> None:
 
 
 def test_unknown_enum_kept_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
-    body = {"vehicleStatus": {"doorLockState": "HALF_LOCKED_NEW", "chargingStatus": "charging",
-                              "connectionStatus": "WIRELESS"}}
+    body = {
+        "vehicleStatus": {
+            "doorLockState": "HALF_LOCKED_NEW",
+            "chargingStatus": "charging",
+            "connectionStatus": "WIRELESS",
+        }
+    }
     with caplog.at_level("WARNING"):
         first = parse_status(body, "V", FETCHED).fields
         parse_status(body, "V", FETCHED)
@@ -262,13 +277,16 @@ def test_unknown_enum_kept_and_logged_once(caplog: pytest.LogCaptureFixture) -> 
     assert sum("HALF_LOCKED_NEW" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.parametrize("position", [
-    {"status": "OK"},
-    {"status": "OK", "lat": "x", "lon": 1},
-    {"lat": 500.0, "lon": 10.0, "status": "OK"},
-    {"lat": 1.0, "lon": 2.0, "status": "TOO_FAR_AWAY"},
-    {"lat": 1.0, "lon": 2.0, "status": "SOMETHING_NEW"},
-])
+@pytest.mark.parametrize(
+    "position",
+    [
+        {"status": "OK"},
+        {"status": "OK", "lat": "x", "lon": 1},
+        {"lat": 500.0, "lon": 10.0, "status": "OK"},
+        {"lat": 1.0, "lon": 2.0, "status": "TOO_FAR_AWAY"},
+        {"lat": 1.0, "lon": 2.0, "status": "SOMETHING_NEW"},
+    ],
+)
 def test_position_without_usable_coordinates(position: dict) -> None:
     assert parse_status({"vehicleStatus": {"position": position}}, "V", FETCHED).location is None
 
@@ -278,13 +296,16 @@ def test_position_int_coordinates_and_missing_heading() -> None:
     assert s.location is not None and s.location.to_json() == {"latitude": 58, "longitude": 15}
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("2018-03-10T19:35:30+0100", "2018-03-10T19:35:30+01:00"),
-    ("2020-09-19T14:04:25+0000", "2020-09-19T14:04:25+00:00"),
-    ("2020-09-19T14:04:25", "2020-09-19T14:04:25+00:00"),
-    ("2020-09-19T14:04:25Z", "2020-09-19T14:04:25+00:00"),
-    ("2020-09-19T14:04:25-05:00", "2020-09-19T14:04:25-05:00"),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("2018-03-10T19:35:30+0100", "2018-03-10T19:35:30+01:00"),
+        ("2020-09-19T14:04:25+0000", "2020-09-19T14:04:25+00:00"),
+        ("2020-09-19T14:04:25", "2020-09-19T14:04:25+00:00"),
+        ("2020-09-19T14:04:25Z", "2020-09-19T14:04:25+00:00"),
+        ("2020-09-19T14:04:25-05:00", "2020-09-19T14:04:25-05:00"),
+    ],
+)
 def test_update_time_forms(value: str, expected: str) -> None:
     assert parse_status({"vehicleStatus": {"updateTime": value}}, "V", FETCHED).fields["updated_at"] == expected
 
@@ -314,7 +335,9 @@ def test_vehicle_list_bare_array_and_entries_without_vin() -> None:
 
 
 def test_html_410_page_is_named_in_the_error() -> None:
-    page = b"<html><head><title>Payara Micro #badassfish - Error report</title></head>" \
-           b"<body><h1>HTTP Status 410 - Gone</h1></body></html>"
+    page = (
+        b"<html><head><title>Payara Micro #badassfish - Error report</title></head>"
+        b"<body><h1>HTTP Status 410 - Gone</h1></body></html>"
+    )
     error = error_for_response(_response(410, page, "text/html"), "status of V", 0.0)
     assert "410" in str(error) and "Payara" in str(error) and "retired" in str(error)

@@ -35,18 +35,37 @@ class FakeKia(Backend):
         self.requests = []
 
     def list_vehicles(self):
-        return [VehicleInfo(VIN, "EV6", "Kia", DriveTrain.BEV, commands={
-            "refresh": frozenset({"PRESS"}), "force_refresh": frozenset({"PRESS"}), "lock": frozenset({"LOCK"}),
-            "charge_limit": frozenset({"SET"})})]
+        return [
+            VehicleInfo(
+                VIN,
+                "EV6",
+                "Kia",
+                DriveTrain.BEV,
+                commands={
+                    "refresh": frozenset({"PRESS"}),
+                    "force_refresh": frozenset({"PRESS"}),
+                    "lock": frozenset({"LOCK"}),
+                    "charge_limit": frozenset({"SET"}),
+                },
+            )
+        ]
 
     def read_status(self, vehicle, *, force=False):
         if force:
             self.forced += 1
         else:
             self.cached += 1
-        return VehicleStatus(VIN, {"battery_12v": self.battery_12v, "odometer": 1000 + self.forced,
-                                   "door_lock_state": "LOCKED", "ev_charge_limits_dc": 90},
-                             None, datetime.now().astimezone())
+        return VehicleStatus(
+            VIN,
+            {
+                "battery_12v": self.battery_12v,
+                "odometer": 1000 + self.forced,
+                "door_lock_state": "LOCKED",
+                "ev_charge_limits_dc": 90,
+            },
+            None,
+            datetime.now().astimezone(),
+        )
 
     def read_dataset(self, vehicle, name):
         raise NotImplementedError
@@ -87,17 +106,33 @@ def hook():
     server.server_close()
 
 
-def _start(tmp_path: Path, broker: Mosquitto, *, battery: int, quiet: str | None, budget: int | None = None,
-           hook_url: str | None = None):
+def _start(
+    tmp_path: Path,
+    broker: Mosquitto,
+    *,
+    battery: int,
+    quiet: str | None,
+    budget: int | None = None,
+    hook_url: str | None = None,
+):
     poll = {"quiet_hours": quiet, "min_battery_12v": 50, "daily_budget": budget, "command_reserve": 2}
     data = {
         "mqtt": {"host": "127.0.0.1", "port": broker.port, "client_id": "protect-test"},
         "state_dir": str(tmp_path / "state"),
         "notify": [{"type": "webhook", "url": hook_url}] if hook_url else [],
-        "accounts": [{"name": "kia", "provider": "hyundai_kia", "brand": "kia", "region": "europe",
-                      "username": "me", "password": "pw-secret", "poll": poll,
-                      "commands": {"poll_interval": 0.1, "refresh_delay": 0, "timeout": 10},
-                      "vehicles": [{"vin": VIN, "name": "ev6"}]}],
+        "accounts": [
+            {
+                "name": "kia",
+                "provider": "hyundai_kia",
+                "brand": "kia",
+                "region": "europe",
+                "username": "me",
+                "password": "pw-secret",
+                "poll": poll,
+                "commands": {"poll_interval": 0.1, "refresh_delay": 0, "timeout": 10},
+                "vehicles": [{"vin": VIN, "name": "ev6"}],
+            }
+        ],
     }
     config = parse_config(data, env={}, base_dir=tmp_path)
     fake = FakeKia(config.accounts[0], StateStore(config.state_dir), battery_12v=battery)
@@ -106,22 +141,28 @@ def _start(tmp_path: Path, broker: Mosquitto, *, battery: int, quiet: str | None
     return bridge, fake
 
 
-
-
 def _press(obs: Observer, command: str) -> dict:
     """Press and return this press's final record (not an earlier retained one)."""
     request_id = uuid.uuid4().hex[:8]
     mark = obs.mark()
     obs.publish(f"car/ev6/{command}/set", json.dumps({"action": "PRESS", "request_id": request_id}))
-    msg = obs.wait_for(lambda m: m.topic == f"car/ev6/{command}/execution"
-                       and json.loads(m.payload)["request_id"] == request_id
-                       and json.loads(m.payload)["status"] in ("REJECTED", "EXECUTED", "FAILED"), start=mark)
+    msg = obs.wait_for(
+        lambda m: (
+            m.topic == f"car/ev6/{command}/execution"
+            and json.loads(m.payload)["request_id"] == request_id
+            and json.loads(m.payload)["status"] in ("REJECTED", "EXECUTED", "FAILED")
+        ),
+        start=mark,
+    )
     return json.loads(msg.payload)
 
 
 def _skipped(obs: Observer, mark: int) -> list[dict]:
-    return [json.loads(m.payload) for m in obs.since(mark, "car/bridge/event")
-            if json.loads(m.payload)["event"] == "forced_read_skipped"]
+    return [
+        json.loads(m.payload)
+        for m in obs.since(mark, "car/bridge/event")
+        if json.loads(m.payload)["event"] == "forced_read_skipped"
+    ]
 
 
 def test_forced_read_refused_below_the_12v_threshold(tmp_path: Path, broker) -> None:
@@ -177,8 +218,9 @@ def test_budget_topic_exhaustion_alert_and_the_command_reserve(tmp_path: Path, b
         assert _press(obs, "refresh")["status"] == "EXECUTED"  # 4 used: reads stop (2 kept for commands)
         refused = _press(obs, "refresh")
         assert refused["status"] == "FAILED" and "budget" in refused["error"]
-        budget = json.loads(retained_now(broker.port, "car/bridge/accounts/kia/budget")
-                            ["car/bridge/accounts/kia/budget"])
+        budget = json.loads(
+            retained_now(broker.port, "car/bridge/accounts/kia/budget")["car/bridge/accounts/kia/budget"]
+        )
         assert set(budget) >= {"limit", "used", "remaining", "by_kind", "resets_at"}
         assert budget["limit"] == 6 and budget["used"] == 4 and budget["by_kind"]["cached_read"] == 4
         assert fake.cached == 3  # the refused read never reached the vendor

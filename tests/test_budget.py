@@ -48,16 +48,22 @@ def clock() -> WallClock:
     return WallClock(datetime(2025, 6, 10, 0, 0, tzinfo=CET))
 
 
-def ledger(store: StateStore, clock: WallClock, *, limit: int | None = 50, reserve: int = 5,
-           reset: time = MIDNIGHT, account: str = "kia") -> BudgetLedger:
+def ledger(
+    store: StateStore,
+    clock: WallClock,
+    *,
+    limit: int | None = 50,
+    reserve: int = 5,
+    reset: time = MIDNIGHT,
+    account: str = "kia",
+) -> BudgetLedger:
     return BudgetLedger(account, limit=limit, reset=reset, reserve=reserve, store=store, now=clock)
 
 
 def test_defaults_documented() -> None:
     from mqttbridge.providers import available
 
-    assert {name: spec.default_budget for name, spec in available().items()} == {"bmw_legacy": None,
-                                                                                 "hyundai_kia": 100}
+    assert {name: spec.default_budget for name, spec in available().items()} == {"bmw_legacy": None, "hyundai_kia": 100}
     import mqttbridge.budget as module
 
     assert "30" in (module.__doc__ or "") and "5091" in (module.__doc__ or "")

@@ -44,8 +44,22 @@ class WeekPoller(AccountPoller):
 
 
 def test_a_week_at_the_defaults(tmp_path: Path) -> None:
-    config = parse_config({"accounts": [{"name": "kia", "provider": "hyundai_kia", "brand": "kia", "region": "europe",
-                                         "username": "me", "password": "pw"}]}, env={}, base_dir=tmp_path)
+    config = parse_config(
+        {
+            "accounts": [
+                {
+                    "name": "kia",
+                    "provider": "hyundai_kia",
+                    "brand": "kia",
+                    "region": "europe",
+                    "username": "me",
+                    "password": "pw",
+                }
+            ]
+        },
+        env={},
+        base_dir=tmp_path,
+    )
     poll = config.accounts[0].poll
     assert poll.force_interval is None  # the default: forced reads never happen on a schedule
 
@@ -60,11 +74,21 @@ def test_a_week_at_the_defaults(tmp_path: Path) -> None:
     def wall() -> datetime:
         return START + timedelta(seconds=clock.now)
 
-    ledger = BudgetLedger("kia", limit=poll.daily_budget, reset=time(0, 0), reserve=poll.command_reserve,
-                          store=StateStore(tmp_path / "state"), now=wall)
+    ledger = BudgetLedger(
+        "kia",
+        limit=poll.daily_budget,
+        reset=time(0, 0),
+        reserve=poll.command_reserve,
+        store=StateStore(tmp_path / "state"),
+        now=wall,
+    )
     cars = [Car("A", ledger, wall), Car("B", ledger, wall)]
-    runtime = SimpleNamespace(account=SimpleNamespace(name="kia", poll=poll), vehicles=cars, discover=lambda: None,
-                              status_interval=lambda: ledger.read_interval(len(cars), float(poll.interval)))
+    runtime = SimpleNamespace(
+        account=SimpleNamespace(name="kia", poll=poll),
+        vehicles=cars,
+        discover=lambda: None,
+        status_interval=lambda: ledger.read_interval(len(cars), float(poll.interval)),
+    )
     WeekPoller(runtime, stopping=threading.Event(), on_event=lambda *a: None, clock=clock)._loop()
     end = START + timedelta(days=7)  # a float clock can land a hair before midnight of the 8th day
     per_day = Counter(read.date() for car in cars for read in car.reads if read < end - timedelta(seconds=1))

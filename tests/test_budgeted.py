@@ -30,6 +30,7 @@ def budgeted(sim, tmp_path: Path):
         backend = BudgetedBackend(inner, ledger, on_change=lambda: changes.append(ledger.snapshot()))
         backend.changes = changes
         return backend
+
     return make
 
 

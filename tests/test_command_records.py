@@ -48,18 +48,24 @@ def is_event(kind: str, **fields):
 
 
 def start_bridge(tmp_path: Path, sim: Sim, **commands) -> tuple[Bridge, FakeSession]:
-    account = account_data(sim.url, vehicles=[
-        {"vin": I3, "name": "i3", "allow_unlock": True},
-        {"vin": X1, "name": "x1", "allow_unlock": True},
-    ], commands={"poll_interval": 0.1, "timeout": 60, "refresh_delay": 0, **commands}, poll={"interval": 600})
+    account = account_data(
+        sim.url,
+        vehicles=[
+            {"vin": I3, "name": "i3", "allow_unlock": True},
+            {"vin": X1, "name": "x1", "allow_unlock": True},
+        ],
+        commands={"poll_interval": 0.1, "timeout": 60, "refresh_delay": 0, **commands},
+        poll={"interval": 600},
+    )
     config = make_config(tmp_path, [account], mqtt={"base_topic": "car", "protocol": 5})
     bridge = Bridge(config, session_factory=FakeSession)
     bridge.start()
     session = bridge.session
     assert isinstance(session, FakeSession)
     for name in ("i3", "x1"):
-        session.wait_for(lambda p, n=name: p.topic == f"car/{n}/availability" and p.text == "online",
-                         what=f"{name} online")
+        session.wait_for(
+            lambda p, n=name: p.topic == f"car/{n}/availability" and p.text == "online", what=f"{name} online"
+        )
     return bridge, session
 
 
@@ -85,8 +91,7 @@ def run_to_the_end(sim: Sim, session: FakeSession, request_id: str, start: int, 
         records = [json.loads(p.text) for p in session.since(start) if mine(p)]
         last = records[-1]["status"]
         if last in FINAL:  # the status word follows its record
-            session.wait_for(lambda p, word=last: p.topic == f"car/x1/{command}/status" and p.text == word,
-                             start=start)
+            session.wait_for(lambda p, word=last: p.topic == f"car/x1/{command}/status" and p.text == word, start=start)
             return str(last)
         mark = session.mark()
         sim.clock.advance(1.0)
@@ -106,13 +111,20 @@ def test_a_refusal_never_replaces_the_record_of_a_running_command(bridged) -> No
     session.deliver("car/x1/lock/set", json.dumps({"action": "LOCK", "request_id": "r1"}))
     session.wait_for(is_record("r1", "INITIATED"), start=mark)
     # a double tap, with its own response topic, and junk, while r1 runs
-    session.deliver("car/x1/lock/set", json.dumps({"action": "LOCK", "request_id": "r2"}),
-                    response_topic="flows/reply", correlation_data=b"c-2")
+    session.deliver(
+        "car/x1/lock/set",
+        json.dumps({"action": "LOCK", "request_id": "r2"}),
+        response_topic="flows/reply",
+        correlation_data=b"c-2",
+    )
     session.deliver("car/x1/lock/set", "OPEN")
     refused = session.wait_for(is_event("command_rejected", request_id="r2"), start=mark)
     assert "identical command is still running" in json.loads(refused.text)["error"]
-    session.wait_for(lambda p: is_event("command_rejected")(p) and "unknown action" in json.loads(p.text)["error"],
-                     start=mark, what="the junk's refusal")
+    session.wait_for(
+        lambda p: is_event("command_rejected")(p) and "unknown action" in json.loads(p.text)["error"],
+        start=mark,
+        what="the junk's refusal",
+    )
     reply = session.wait_for(lambda p: p.topic == "flows/reply", start=mark)
     assert json.loads(reply.text)["status"] == "REJECTED" and reply.correlation_data == b"c-2" and not reply.retain
     run_to_the_end(sim, session, "r1", mark)
@@ -172,8 +184,9 @@ def test_a_command_for_a_vehicle_nobody_bridges_is_answered(bridged) -> None:
     assert "car/+/+/set" in session.subscriptions
     assert "car/x1/+/set" not in session.subscriptions  # the wildcard has it: never delivered twice
     mark = session.mark()
-    session.deliver("car/i9/lock/set", json.dumps({"action": "UNLOCK", "request_id": "who"}),
-                    response_topic="flows/reply")
+    session.deliver(
+        "car/i9/lock/set", json.dumps({"action": "UNLOCK", "request_id": "who"}), response_topic="flows/reply"
+    )
     event = json.loads(session.wait_for(is_event("command_rejected", request_id="who"), start=mark).text)
     assert event["topic"] == "car/i9/lock/set" and "no vehicle is bridged at car/i9" in event["error"]
     assert "car/x1" in event["error"]
@@ -183,15 +196,28 @@ def test_a_command_for_a_vehicle_nobody_bridges_is_answered(bridged) -> None:
     assert sim.requests("executeService") == []
 
 
-@pytest.mark.parametrize("response_topic", [
-    "car/x1/charging_profile/set", "car/bridge/state", "car", "homeassistant/lock/x/config", "flows/+/reply",
-    "flows/#", "$SYS/x", "",
-])
+@pytest.mark.parametrize(
+    "response_topic",
+    [
+        "car/x1/charging_profile/set",
+        "car/bridge/state",
+        "car",
+        "homeassistant/lock/x/config",
+        "flows/+/reply",
+        "flows/#",
+        "$SYS/x",
+        "",
+    ],
+)
 def test_response_topics_under_our_own_topics_are_refused(bridged, response_topic: str) -> None:
     _bridge, session, sim = bridged
     mark = session.mark()
-    session.deliver("car/x1/lock/set", json.dumps({"action": "LOCK", "request_id": "fenced"}),
-                    response_topic=response_topic, correlation_data=b"c")
+    session.deliver(
+        "car/x1/lock/set",
+        json.dumps({"action": "LOCK", "request_id": "fenced"}),
+        response_topic=response_topic,
+        correlation_data=b"c",
+    )
     event = json.loads(session.wait_for(is_event("command_rejected", request_id="fenced"), start=mark).text)
     assert "response topic" in event["error"]
     assert session.wait_for(is_record("fenced", "REJECTED"), start=mark)
@@ -202,25 +228,33 @@ def test_response_topics_under_our_own_topics_are_refused(bridged, response_topi
 def test_a_response_topic_of_the_users_gets_every_record(bridged) -> None:
     _bridge, session, sim = bridged
     mark = session.mark()
-    session.deliver("car/x1/lock/set", json.dumps({"action": "LOCK", "request_id": "ok"}),
-                    response_topic="flows/lock-reply", correlation_data=b"c-9")
+    session.deliver(
+        "car/x1/lock/set",
+        json.dumps({"action": "LOCK", "request_id": "ok"}),
+        response_topic="flows/lock-reply",
+        correlation_data=b"c-9",
+    )
     run_to_the_end(sim, session, "ok", mark)
     replies = [p for p in session.since(mark, "flows/lock-reply")]
     assert [json.loads(p.text)["status"] for p in replies][-1] == "EXECUTED"
     assert {p.correlation_data for p in replies} == {b"c-9"} and not any(p.retain for p in replies)
 
 
-@pytest.mark.parametrize("command,payload,error", [
-    ("lock", b"[" * 1500, "nested more than"),
-    ("charging_profile", b'{"weeklyPlanner": ' * 20 + b"{}" + b"}" * 20, "nested more than"),
-    ("climate", b'{"action": "ON", "temperature": NaN}', "NaN"),
-    ("climate", b'{"action": "ON", "temperature": 1e999}', "too large"),
-    ("charging_profile", b'{"weeklyPlanner": {"chargingMode": "WARP"}}', "chargingMode must be one of"),
-    ("charging_profile", b'{"anything": 1}', "unknown key 'anything'"),
-    ("charging_profile", b'{"weeklyPlanner": {"timer1": {"departureTime": "25:00"}}}', "HH:MM"),
-])
-def test_junk_is_rejected_with_a_record_and_never_reaches_the_vendor(bridged, command: str, payload: bytes,
-                                                                     error: str) -> None:
+@pytest.mark.parametrize(
+    "command,payload,error",
+    [
+        ("lock", b"[" * 1500, "nested more than"),
+        ("charging_profile", b'{"weeklyPlanner": ' * 20 + b"{}" + b"}" * 20, "nested more than"),
+        ("climate", b'{"action": "ON", "temperature": NaN}', "NaN"),
+        ("climate", b'{"action": "ON", "temperature": 1e999}', "too large"),
+        ("charging_profile", b'{"weeklyPlanner": {"chargingMode": "WARP"}}', "chargingMode must be one of"),
+        ("charging_profile", b'{"anything": 1}', "unknown key 'anything'"),
+        ("charging_profile", b'{"weeklyPlanner": {"timer1": {"departureTime": "25:00"}}}', "HH:MM"),
+    ],
+)
+def test_junk_is_rejected_with_a_record_and_never_reaches_the_vendor(
+    bridged, command: str, payload: bytes, error: str
+) -> None:
     _bridge, session, sim = bridged
     mark = session.mark()
     session.deliver(f"car/i3/{command}/set", payload)

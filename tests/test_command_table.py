@@ -12,7 +12,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_the_readme_table_is_the_one_the_command_table_makes() -> None:
     assert markdown_table() in README.read_text(encoding="utf-8"), (
-        "README.md's command table is out of date; paste mqttbridge.command_table.markdown_table() there")
+        "README.md's command table is out of date; paste mqttbridge.command_table.markdown_table() there"
+    )
 
 
 def test_parsing_and_discovery_read_the_same_table() -> None:

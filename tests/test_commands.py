@@ -21,25 +21,36 @@ from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate
 S = ExecutionStatus
 
 
-@pytest.mark.parametrize("command,payload,action,params", [
-    ("lock", b"LOCK", "LOCK", {}),
-    ("lock", b" unlock \n", "UNLOCK", {}),
-    ("lock", b'"LOCK"', "LOCK", {}),
-    ("climate", b'{"action": "ON", "temperature": 21.5, "defrost": false}', "ON",
-     {"temperature": 21.5, "defrost": False}),
-    ("climate", b'{"action": "on", "duration": 10, "heating": 1}', "ON", {"duration": 10, "heating": 1}),
-    ("charging", b"OFF", "OFF", {}),
-    ("flash_lights", b'{"count": 2}', "PRESS", {"count": 2}),
-    ("flash_lights", b"PRESS", "PRESS", {}),
-    ("horn", b"PRESS", "PRESS", {}),
-    ("find_vehicle", b"press", "PRESS", {}),
-    ("refresh", b"PRESS", "PRESS", {}),
-    ("force_refresh", b"PRESS", "PRESS", {}),
-    ("charge_limit", b'{"ac": 80, "dc": 90}', "SET", {"ac": 80, "dc": 90}),
-    ("charge_limit", b'{"action": "SET", "ac": 100}', "SET", {"ac": 100}),
-    ("charging_profile", b'{"chargingMode": "IMMEDIATE_CHARGING"}', "SET",
-     {"profile": {"chargingMode": "IMMEDIATE_CHARGING"}}),
-])
+@pytest.mark.parametrize(
+    "command,payload,action,params",
+    [
+        ("lock", b"LOCK", "LOCK", {}),
+        ("lock", b" unlock \n", "UNLOCK", {}),
+        ("lock", b'"LOCK"', "LOCK", {}),
+        (
+            "climate",
+            b'{"action": "ON", "temperature": 21.5, "defrost": false}',
+            "ON",
+            {"temperature": 21.5, "defrost": False},
+        ),
+        ("climate", b'{"action": "on", "duration": 10, "heating": 1}', "ON", {"duration": 10, "heating": 1}),
+        ("charging", b"OFF", "OFF", {}),
+        ("flash_lights", b'{"count": 2}', "PRESS", {"count": 2}),
+        ("flash_lights", b"PRESS", "PRESS", {}),
+        ("horn", b"PRESS", "PRESS", {}),
+        ("find_vehicle", b"press", "PRESS", {}),
+        ("refresh", b"PRESS", "PRESS", {}),
+        ("force_refresh", b"PRESS", "PRESS", {}),
+        ("charge_limit", b'{"ac": 80, "dc": 90}', "SET", {"ac": 80, "dc": 90}),
+        ("charge_limit", b'{"action": "SET", "ac": 100}', "SET", {"ac": 100}),
+        (
+            "charging_profile",
+            b'{"chargingMode": "IMMEDIATE_CHARGING"}',
+            "SET",
+            {"profile": {"chargingMode": "IMMEDIATE_CHARGING"}},
+        ),
+    ],
+)
 def test_valid_payloads(command: str, payload: bytes, action: str, params: dict) -> None:
     parsed = parse_command(command, payload)
     assert parsed.request == CommandRequest(command, action, params)
@@ -51,27 +62,30 @@ def test_request_id_and_code_are_kept_apart_from_params() -> None:
     assert parsed.request_id == "abc" and parsed.code == "1234" and parsed.request.params == {}
 
 
-@pytest.mark.parametrize("command,payload,error", [
-    ("lock", b"", "empty payload"),
-    ("lock", b"OPEN", "unknown action"),
-    ("lock", b"{", "not valid JSON"),
-    ("lock", b"[]", "must be an object"),
-    ("lock", b'{"action": "LOCK", "speed": 1}', "unknown key 'speed'"),
-    ("lock", b'{"code": "1"}', '"action" must be one of'),
-    ("lock", b"\xff", "not UTF-8"),
-    ("lock", b"A" * 5000, "too long"),
-    ("lock", b'{"action": "LOCK", "request_id": true}', "request_id"),
-    ("climate", b'{"action": "ON", "temperature": 40}', "temperature must be"),
-    ("climate", b'{"action": "ON", "temperature": true}', "temperature must be"),
-    ("climate", b'{"action": "ON", "duration": 0}', "duration must be"),
-    ("flash_lights", b'{"count": 11}', "count must be"),
-    ("charging_profile", b'{"request_id": "x"}', "non-empty JSON object"),
-    ("warp", b"PRESS", "unknown command 'warp'"),
-    ("charge_limit", b'{"ac": 85}', "ac must be 50 to 100 in steps of 10"),
-    ("charge_limit", b'{"dc": 40}', "dc must be 50 to 100 in steps of 10"),
-    ("charge_limit", b"SET", "needs at least one of ac, dc"),
-    ("charge_limit", b'{"ac": "80"}', "ac must be"),
-])
+@pytest.mark.parametrize(
+    "command,payload,error",
+    [
+        ("lock", b"", "empty payload"),
+        ("lock", b"OPEN", "unknown action"),
+        ("lock", b"{", "not valid JSON"),
+        ("lock", b"[]", "must be an object"),
+        ("lock", b'{"action": "LOCK", "speed": 1}', "unknown key 'speed'"),
+        ("lock", b'{"code": "1"}', '"action" must be one of'),
+        ("lock", b"\xff", "not UTF-8"),
+        ("lock", b"A" * 5000, "too long"),
+        ("lock", b'{"action": "LOCK", "request_id": true}', "request_id"),
+        ("climate", b'{"action": "ON", "temperature": 40}', "temperature must be"),
+        ("climate", b'{"action": "ON", "temperature": true}', "temperature must be"),
+        ("climate", b'{"action": "ON", "duration": 0}', "duration must be"),
+        ("flash_lights", b'{"count": 11}', "count must be"),
+        ("charging_profile", b'{"request_id": "x"}', "non-empty JSON object"),
+        ("warp", b"PRESS", "unknown command 'warp'"),
+        ("charge_limit", b'{"ac": 85}', "ac must be 50 to 100 in steps of 10"),
+        ("charge_limit", b'{"dc": 40}', "dc must be 50 to 100 in steps of 10"),
+        ("charge_limit", b"SET", "needs at least one of ac, dc"),
+        ("charge_limit", b'{"ac": "80"}', "ac must be"),
+    ],
+)
 def test_malformed_payloads(command: str, payload: bytes, error: str) -> None:
     with pytest.raises(Rejected, match=error):
         parse_command(command, payload)
@@ -161,8 +175,9 @@ def _update(status: ExecutionStatus) -> ExecutionUpdate:
 
 def _run(vehicle: ScriptedVehicle, payload: bytes = b"LOCK", timeout: float = 30) -> list[str]:
     clock = FakeClock()
-    runner = CommandRunner(vehicle, poll_interval=1.0, timeout=timeout, refresh_delay=0, stopping=Stopping(clock),
-                           clock=clock)
+    runner = CommandRunner(
+        vehicle, poll_interval=1.0, timeout=timeout, refresh_delay=0, stopping=Stopping(clock), clock=clock
+    )
     parsed = parse_command("lock", payload)
     runner.submit(parsed, Execution(parsed.request_id, "lock", parsed.request.action))
     assert vehicle.done.wait(10), vehicle.records
@@ -171,8 +186,9 @@ def _run(vehicle: ScriptedVehicle, payload: bytes = b"LOCK", timeout: float = 30
 
 
 def test_every_transition_in_order_then_a_refresh() -> None:
-    vehicle = ScriptedVehicle(_update(S.INITIATED), [_update(S.PENDING), _update(S.PENDING), _update(S.DELIVERED),
-                                                     _update(S.EXECUTED)])
+    vehicle = ScriptedVehicle(
+        _update(S.INITIATED), [_update(S.PENDING), _update(S.PENDING), _update(S.DELIVERED), _update(S.EXECUTED)]
+    )
     assert _run(vehicle) == ["INITIATED", "PENDING", "DELIVERED", "EXECUTED"]
     assert vehicle.records[-1]["event_id"] == "e1@bmw.de" and vehicle.records[-1]["service"] == "DOOR_LOCK"
     # the state the command produced is shown at EXECUTED, before the re-read confirms it
@@ -181,9 +197,14 @@ def test_every_transition_in_order_then_a_refresh() -> None:
 
 
 def test_skipped_and_unknown_statuses() -> None:
-    vehicle = ScriptedVehicle(_update(S.INITIATED), [ExecutionUpdate(S.UNKNOWN, "DOOR_LOCK", "e1@bmw.de"),
-                                                     ServerError("HTTP 500 (server panic)"),
-                                                     _update(S.EXECUTED)])
+    vehicle = ScriptedVehicle(
+        _update(S.INITIATED),
+        [
+            ExecutionUpdate(S.UNKNOWN, "DOOR_LOCK", "e1@bmw.de"),
+            ServerError("HTTP 500 (server panic)"),
+            _update(S.EXECUTED),
+        ],
+    )
     assert _run(vehicle) == ["INITIATED", "EXECUTED"]
 
 
@@ -202,11 +223,14 @@ def test_no_final_status_in_time_is_timed_out_by_the_bridge() -> None:
     assert vehicle.records[-1]["error"].endswith("; the car now reports door_lock_state LOCKED")
 
 
-@pytest.mark.parametrize("error,status", [
-    (ServerError("HTTP 500 (secretKnowledge is missing)"), "FAILED"),
-    (CommandOutcomeUnknown("no answer; not sent again"), "FAILED"),
-    (UnsupportedError("takes no temperature"), "REJECTED"),
-])
+@pytest.mark.parametrize(
+    "error,status",
+    [
+        (ServerError("HTTP 500 (secretKnowledge is missing)"), "FAILED"),
+        (CommandOutcomeUnknown("no answer; not sent again"), "FAILED"),
+        (UnsupportedError("takes no temperature"), "REJECTED"),
+    ],
+)
 def test_vendor_call_failures(error: Exception, status: str) -> None:
     vehicle = ScriptedVehicle(error, [])
     assert _run(vehicle) == [status]
@@ -223,8 +247,7 @@ def test_an_identical_command_is_not_sent_twice() -> None:
 
     vehicle = Slow(_update(S.EXECUTED), [])
     clock = FakeClock()
-    runner = CommandRunner(vehicle, poll_interval=1, timeout=30, refresh_delay=0, stopping=Stopping(clock),
-                           clock=clock)
+    runner = CommandRunner(vehicle, poll_interval=1, timeout=30, refresh_delay=0, stopping=Stopping(clock), clock=clock)
     first = parse_command("lock", b"LOCK")
     runner.submit(first, Execution(first.request_id, "lock", "LOCK"))
     second = parse_command("lock", b"LOCK")

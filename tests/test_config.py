@@ -57,9 +57,7 @@ def parse(data: Any, env: dict[str, str] | None = None, base_dir: Path = Path("/
     return parse_config(data, env=env or {}, base_dir=base_dir)
 
 
-def problems(
-    data: Any, env: dict[str, str] | None = None, base_dir: Path = Path("/nonexistent-base")
-) -> list[str]:
+def problems(data: Any, env: dict[str, str] | None = None, base_dir: Path = Path("/nonexistent-base")) -> list[str]:
     with pytest.raises(ConfigError) as info:
         parse(data, env, base_dir)
     return info.value.problems
@@ -129,9 +127,7 @@ def test_null_sections_and_keys_mean_defaults() -> None:
 
 def test_vehicle_defaults() -> None:
     cfg = parse(minimal(accounts=[account(vehicles=[{"vin": "WBY1Z21040V000001"}])]))
-    assert cfg.accounts[0].vehicles == (
-        VehicleConfig("WBY1Z21040V000001", "wby1z21040v000001", None, False, None),
-    )
+    assert cfg.accounts[0].vehicles == (VehicleConfig("WBY1Z21040V000001", "wby1z21040v000001", None, False, None),)
     assert default_vehicle_name("ABC123") == "abc123"
 
 
@@ -240,9 +236,7 @@ def test_tls_paths_resolved_and_checked(tmp_path: Path) -> None:
     assert cfg.mqtt.tls == TlsConfig(
         str(tmp_path / "ca.pem"), str(tmp_path / "client.pem"), str(tmp_path / "client.key"), False
     )
-    found = problems(
-        minimal(mqtt={"tls": {"ca_certs": "missing.pem", "certfile": str(tmp_path)}}), base_dir=tmp_path
-    )
+    found = problems(minimal(mqtt={"tls": {"ca_certs": "missing.pem", "certfile": str(tmp_path)}}), base_dir=tmp_path)
     assert has(found, "mqtt.tls.ca_certs", f"file not found: {tmp_path / 'missing.pem'}"), found
     assert has(found, "mqtt.tls.certfile", "not a file"), found
 
@@ -292,9 +286,7 @@ def test_valid_topic_accepts(topic: str) -> None:
 
 
 def test_topic_keys_use_the_topic_check() -> None:
-    found = problems(
-        minimal(mqtt={"base_topic": "car/#"}, homeassistant={"prefix": "/ha", "status_topic": "$x"})
-    )
+    found = problems(minimal(mqtt={"base_topic": "car/#"}, homeassistant={"prefix": "/ha", "status_topic": "$x"}))
     assert has(found, "mqtt.base_topic", "not a valid MQTT topic: must not contain the wildcard '#'"), found
     assert has(found, "homeassistant.prefix", "empty level"), found
     assert has(found, "homeassistant.status_topic", "'$'"), found
@@ -415,12 +407,8 @@ def test_timeout_number() -> None:
     assert_problem(
         minimal(accounts=[account(timeout=0.5)]), "accounts[0].timeout", "must be between 1 and 120 (got 0.5)"
     )
-    assert_problem(
-        minimal(accounts=[account(timeout="soon")]), "accounts[0].timeout", "must be a number (got 'soon')"
-    )
-    assert_problem(
-        minimal(accounts=[account(timeout=float("nan"))]), "accounts[0].timeout", "must be a number"
-    )
+    assert_problem(minimal(accounts=[account(timeout="soon")]), "accounts[0].timeout", "must be a number (got 'soon')")
+    assert_problem(minimal(accounts=[account(timeout=float("nan"))]), "accounts[0].timeout", "must be a number")
 
 
 def test_poll_interval_minimum() -> None:
@@ -434,9 +422,7 @@ def test_poll_interval_minimum() -> None:
 
 
 def test_vehicle_fields() -> None:
-    vehicles = [
-        {"vin": "WBY1", "name": "i3", "topic": "garage/i3", "allow_unlock": "on", "unlock_code": "1234"}
-    ]
+    vehicles = [{"vin": "WBY1", "name": "i3", "topic": "garage/i3", "allow_unlock": "on", "unlock_code": "1234"}]
     (v,) = parse(minimal(accounts=[account(vehicles=vehicles)])).accounts[0].vehicles
     assert v == VehicleConfig("WBY1", "i3", "garage/i3", True, "1234")
 
@@ -447,9 +433,7 @@ def test_vehicle_fields() -> None:
 )
 def test_bool_forms(text: Any, expected: bool) -> None:
     vehicles = [{"vin": "WBY1", "allow_unlock": text}]
-    assert (
-        parse(minimal(accounts=[account(vehicles=vehicles)])).accounts[0].vehicles[0].allow_unlock is expected
-    )
+    assert parse(minimal(accounts=[account(vehicles=vehicles)])).accounts[0].vehicles[0].allow_unlock is expected
 
 
 def test_vehicle_problems() -> None:
@@ -463,9 +447,7 @@ def test_vehicle_problems() -> None:
     ]
     found = problems(minimal(accounts=[account(vehicles=vehicles)]))
     assert has(found, "accounts[0].vehicles[0].vin", "is required"), found
-    assert has(found, "accounts[0].vehicles[1].vin", "1 to 40 letters, digits, '_' or '-' (got 'WBY 1')"), (
-        found
-    )
+    assert has(found, "accounts[0].vehicles[1].vin", "1 to 40 letters, digits, '_' or '-' (got 'WBY 1')"), found
     assert has(found, "accounts[0].vehicles[2].name", "1 to 64 letters"), found
     assert has(found, "accounts[0].vehicles[3].topic", "not a valid MQTT topic"), found
     assert has(found, "accounts[0].vehicles[4].allow_unlock", "must be true or false (got 'maybe')"), found
@@ -532,17 +514,13 @@ def test_root_under_bridge_is_refused(vehicle: dict[str, Any]) -> None:
 
 def test_root_equal_to_base_topic_is_fine() -> None:
     cfg = parse(
-        minimal(
-            accounts=[account(vehicles=[{"vin": "WBY1", "topic": "car"}, {"vin": "WBY2", "topic": "bridge"}])]
-        )
+        minimal(accounts=[account(vehicles=[{"vin": "WBY1", "topic": "car"}, {"vin": "WBY2", "topic": "bridge"}])])
     )
     assert [cfg.root_topic(v) for v in cfg.accounts[0].vehicles] == ["car", "bridge"]
 
 
 def test_composed_root_too_long() -> None:
-    data = minimal(
-        mqtt={"base_topic": "t" * 190}, accounts=[account(vehicles=[{"vin": "WBY1", "name": "n" * 20}])]
-    )
+    data = minimal(mqtt={"base_topic": "t" * 190}, accounts=[account(vehicles=[{"vin": "WBY1", "name": "n" * 20}])])
     assert_problem(data, "accounts[0].vehicles[0]", "not a valid topic: must be at most 200")
 
 
@@ -601,9 +579,7 @@ def test_env_bool_and_number_coercion() -> None:
     )
     acc = parse(data, env=env).accounts[0]
     assert (acc.timeout, acc.poll.interval, acc.vehicles[0].allow_unlock) == (12.5, 120, True)
-    assert_problem(
-        minimal(mqtt={"port": "${P}"}), "mqtt.port", "must be an integer (got '88a')", env={"P": "88a"}
-    )
+    assert_problem(minimal(mqtt={"port": "${P}"}), "mqtt.port", "must be an integer (got '88a')", env={"P": "88a"})
 
 
 def test_load_config_uses_os_environ_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -640,9 +616,9 @@ def test_secret_file_missing_or_unreadable(tmp_path: Path) -> None:
     acc = account(password_file="nothere", api_key_file=str(tmp_path))
     del acc["password"], acc["api_key"]
     found = problems(minimal(accounts=[acc]), base_dir=tmp_path)
-    assert has(
-        found, "accounts[0].password_file", f"cannot read {tmp_path / 'nothere'}: No such file or directory"
-    ), found
+    assert has(found, "accounts[0].password_file", f"cannot read {tmp_path / 'nothere'}: No such file or directory"), (
+        found
+    )
     assert has(found, "accounts[0].api_key_file", f"cannot read {tmp_path}: Is a directory"), found
 
 
@@ -650,9 +626,7 @@ def test_secret_file_empty_for_required_secret(tmp_path: Path) -> None:
     write(tmp_path / "pw", "\n")
     acc = account(password_file="pw")
     del acc["password"]
-    assert_problem(
-        minimal(accounts=[acc]), "accounts[0].password_file", "must not be empty", base_dir=tmp_path
-    )
+    assert_problem(minimal(accounts=[acc]), "accounts[0].password_file", "must not be empty", base_dir=tmp_path)
 
 
 def test_file_suffix_for_non_secret_is_unknown(tmp_path: Path) -> None:
@@ -849,9 +823,7 @@ def test_secrets_only_from_env_do_not_warn(tmp_path: Path) -> None:
 
 
 def test_secret_default_written_in_file_counts_as_inline(tmp_path: Path) -> None:
-    path = write(
-        tmp_path / "c.yaml", FROM_ENV.replace("'${P}', api_key", "'${NOPE:-written}', api_key"), mode=0o644
-    )
+    path = write(tmp_path / "c.yaml", FROM_ENV.replace("'${P}', api_key", "'${NOPE:-written}', api_key"), mode=0o644)
     assert len(load_config(path, env={"P": "pw-long-enough"}).warnings) == 1
 
 
@@ -961,8 +933,15 @@ def test_env_is_not_read_from_os_when_given(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_hyundai_kia_account_and_its_defaults() -> None:
-    kia = {"name": "kia", "provider": "hyundai_kia", "brand": "KIA", "region": "europe", "username": "me",
-           "password": "pw-123456", "pin": "1234"}
+    kia = {
+        "name": "kia",
+        "provider": "hyundai_kia",
+        "brand": "KIA",
+        "region": "europe",
+        "username": "me",
+        "password": "pw-123456",
+        "pin": "1234",
+    }
     config = parse(minimal(accounts=[kia]))
     acc = config.accounts[0]
     assert (acc.brand, acc.region, acc.pin) == ("kia", "europe", "1234")
@@ -993,13 +972,16 @@ def test_notify_targets() -> None:
     assert has(found, "notify[0].type", "must be one of synology_chat, webhook"), found
 
 
-@pytest.mark.parametrize("vin,name", [
-    ("WBY1Z21000V000001", "wby1z21000v000001"),
-    ("car/+/#", "car____"),
-    ("", "vehicle"),
-    ("ANONYMOUS", "anonymous"),
-    ("Fahrzeug ü 1", "fahrzeug___1"),
-])
+@pytest.mark.parametrize(
+    "vin,name",
+    [
+        ("WBY1Z21000V000001", "wby1z21000v000001"),
+        ("car/+/#", "car____"),
+        ("", "vehicle"),
+        ("ANONYMOUS", "anonymous"),
+        ("Fahrzeug ü 1", "fahrzeug___1"),
+    ],
+)
 def test_default_names_from_vendor_vins_are_safe_topic_levels(vin: str, name: str) -> None:
     assert default_vehicle_name(vin) == name
     assert valid_topic(f"car/{default_vehicle_name(vin)}") is None

@@ -83,44 +83,163 @@ STATE_CLASSES: dict[str | None, set[str]] = {
     "enum": set(),
 }
 #: section 9.2
-BINARY_DEVICE_CLASSES = {"door", "window", "lock", "plug", "battery_charging", "problem", "opening", "moving",
-                         "running", "connectivity", "battery"}
+BINARY_DEVICE_CLASSES = {
+    "door",
+    "window",
+    "lock",
+    "plug",
+    "battery_charging",
+    "problem",
+    "opening",
+    "moving",
+    "running",
+    "connectivity",
+    "battery",
+}
 #: CONTRACT section 5: what ``<root>/<command>/status`` says
 EXECUTION_STATES = ("INITIATED", "PENDING", "DELIVERED", "EXECUTED", "NOT_EXECUTED", "TIMED_OUT", "REJECTED", "FAILED")
 #: section 9.4 and 9.7
 SOURCE_TYPES = {"gps", "router", "bluetooth", "bluetooth_le"}
 HVAC_MODES = {"off", "heat", "cool", "heat_cool", "auto", "dry", "fan_only"}
 #: section 8 plus identity (section 6) and the availability keys (section 5)
-COMMON_KEYS = {"unique_id", "name", "object_id", "default_entity_id", "availability", "availability_mode",
-               "device", "origin", "entity_category", "enabled_by_default", "icon", "entity_picture",
-               "json_attributes_topic", "json_attributes_template", "qos", "encoding"}
+COMMON_KEYS = {
+    "unique_id",
+    "name",
+    "object_id",
+    "default_entity_id",
+    "availability",
+    "availability_mode",
+    "device",
+    "origin",
+    "entity_category",
+    "enabled_by_default",
+    "icon",
+    "entity_picture",
+    "json_attributes_topic",
+    "json_attributes_template",
+    "qos",
+    "encoding",
+}
 #: section 9: the keys of each platform (HA drops unknown keys silently, so a typo would vanish)
 PLATFORM_KEYS: dict[str, set[str]] = {
-    "sensor": {"state_topic", "value_template", "device_class", "state_class", "unit_of_measurement",
-               "suggested_display_precision", "options", "expire_after", "force_update",
-               "last_reset_value_template"},
-    "binary_sensor": {"state_topic", "payload_on", "payload_off", "device_class", "value_template", "off_delay",
-                      "expire_after", "force_update"},
-    "lock": {"command_topic", "state_topic", "payload_lock", "payload_unlock", "payload_open", "payload_reset",
-             "state_locked", "state_unlocked", "state_locking", "state_unlocking", "state_jammed", "state_open",
-             "state_opening", "code_format", "command_template", "value_template", "optimistic", "retain"},
-    "device_tracker": {"state_topic", "json_attributes_topic", "json_attributes_template", "value_template",
-                       "payload_home", "payload_not_home", "payload_reset", "source_type"},
+    "sensor": {
+        "state_topic",
+        "value_template",
+        "device_class",
+        "state_class",
+        "unit_of_measurement",
+        "suggested_display_precision",
+        "options",
+        "expire_after",
+        "force_update",
+        "last_reset_value_template",
+    },
+    "binary_sensor": {
+        "state_topic",
+        "payload_on",
+        "payload_off",
+        "device_class",
+        "value_template",
+        "off_delay",
+        "expire_after",
+        "force_update",
+    },
+    "lock": {
+        "command_topic",
+        "state_topic",
+        "payload_lock",
+        "payload_unlock",
+        "payload_open",
+        "payload_reset",
+        "state_locked",
+        "state_unlocked",
+        "state_locking",
+        "state_unlocking",
+        "state_jammed",
+        "state_open",
+        "state_opening",
+        "code_format",
+        "command_template",
+        "value_template",
+        "optimistic",
+        "retain",
+    },
+    "device_tracker": {
+        "state_topic",
+        "json_attributes_topic",
+        "json_attributes_template",
+        "value_template",
+        "payload_home",
+        "payload_not_home",
+        "payload_reset",
+        "source_type",
+    },
     "button": {"command_topic", "payload_press", "command_template", "device_class", "retain"},
-    "switch": {"command_topic", "state_topic", "payload_on", "payload_off", "state_on", "state_off", "optimistic",
-               "value_template", "command_template", "device_class", "retain"},
-    "climate": {"modes", "mode_command_topic", "mode_state_topic", "mode_command_template", "mode_state_template",
-                "temperature_command_topic", "temperature_state_topic", "current_temperature_topic",
-                "action_topic", "power_command_topic", "payload_on", "payload_off", "min_temp", "max_temp",
-                "temp_step", "precision", "temperature_unit", "optimistic", "retain",
-                # climate.py's CONF_TEMP_COMMAND_TEMPLATE / CONF_TEMP_STATE_TEMPLATE
-                "temperature_command_template", "temperature_state_template"},
+    "switch": {
+        "command_topic",
+        "state_topic",
+        "payload_on",
+        "payload_off",
+        "state_on",
+        "state_off",
+        "optimistic",
+        "value_template",
+        "command_template",
+        "device_class",
+        "retain",
+    },
+    "climate": {
+        "modes",
+        "mode_command_topic",
+        "mode_state_topic",
+        "mode_command_template",
+        "mode_state_template",
+        "temperature_command_topic",
+        "temperature_state_topic",
+        "current_temperature_topic",
+        "action_topic",
+        "power_command_topic",
+        "payload_on",
+        "payload_off",
+        "min_temp",
+        "max_temp",
+        "temp_step",
+        "precision",
+        "temperature_unit",
+        "optimistic",
+        "retain",
+        # climate.py's CONF_TEMP_COMMAND_TEMPLATE / CONF_TEMP_STATE_TEMPLATE
+        "temperature_command_template",
+        "temperature_state_template",
+    },
     # section 9.8
-    "number": {"command_topic", "state_topic", "min", "max", "step", "mode", "unit_of_measurement",
-               "device_class", "payload_reset", "command_template", "value_template", "optimistic", "retain"},
+    "number": {
+        "command_topic",
+        "state_topic",
+        "min",
+        "max",
+        "step",
+        "mode",
+        "unit_of_measurement",
+        "device_class",
+        "payload_reset",
+        "command_template",
+        "value_template",
+        "optimistic",
+        "retain",
+    },
     # text.py (https://www.home-assistant.io/integrations/text.mqtt/): min/max characters, mode text|password
-    "text": {"command_topic", "state_topic", "min", "max", "mode", "pattern", "command_template", "value_template",
-             "retain"},
+    "text": {
+        "command_topic",
+        "state_topic",
+        "min",
+        "max",
+        "mode",
+        "pattern",
+        "command_template",
+        "value_template",
+        "retain",
+    },
 }
 REQUIRED_KEYS: dict[str, set[str]] = {
     "sensor": {"state_topic"},
@@ -134,8 +253,17 @@ REQUIRED_KEYS: dict[str, set[str]] = {
     "text": {"command_topic"},
 }
 #: section 2b: only these may be at a device payload's root
-DEVICE_ROOT_KEYS = {"device", "origin", "components", "availability", "availability_mode", "state_topic",
-                    "command_topic", "qos", "encoding"}
+DEVICE_ROOT_KEYS = {
+    "device",
+    "origin",
+    "components",
+    "availability",
+    "availability_mode",
+    "state_topic",
+    "command_topic",
+    "qos",
+    "encoding",
+}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,16 +277,24 @@ class Case:
     vehicle: DiscoveredVehicle
 
 
-def _vehicle(info: VehicleInfo, body: dict[str, Any] | None, name: str | None = None,
-             unlock_code: bool = False) -> DiscoveredVehicle:
+def _vehicle(
+    info: VehicleInfo, body: dict[str, Any] | None, name: str | None = None, unlock_code: bool = False
+) -> DiscoveredVehicle:
     fields: dict[str, Any] = {}
     has_location = False
     if body is not None:
         status = parse_status(body, info.vin, NOW)
         fields, has_location = status.to_state(), status.location is not None
     name = name if name is not None else info.vin.lower()
-    return DiscoveredVehicle(vin=info.vin, name=name, root=f"{BASE}/{slug(name) or 'x'}", info=info, fields=fields,
-                             has_location=has_location, unlock_code=unlock_code)
+    return DiscoveredVehicle(
+        vin=info.vin,
+        name=name,
+        root=f"{BASE}/{slug(name) or 'x'}",
+        info=info,
+        fields=fields,
+        has_location=has_location,
+        unlock_code=unlock_code,
+    )
 
 
 def demo_cases() -> list[Case]:
@@ -199,8 +335,9 @@ def capture_cases() -> list[Case]:
         cases.append(Case(f"{path.parent.name}/{path.stem}", _vehicle(info, body)))
     for folder, infos in sorted(entries.items()):
         for index, info in enumerate(infos):
-            cases.append(Case(f"{Path(folder).name}/vehicle{index}-{info.vin}",
-                              _vehicle(info, status_by_vin.get(info.vin))))
+            cases.append(
+                Case(f"{Path(folder).name}/vehicle{index}-{info.vin}", _vehicle(info, status_by_vin.get(info.vin)))
+            )
     return cases
 
 
@@ -223,11 +360,24 @@ def kitchen_sink_case() -> Case:
     """Every field of FIELDS and every command of COMMANDS (with ON and OFF), plus a backend's own command."""
     commands = {name: frozenset({"ON", "OFF", "LOCK", "UNLOCK", "PRESS", "SET"}) for name in COMMANDS}
     commands["valet_mode"] = frozenset({"ON"})
-    info = VehicleInfo(vin="KS0000000000000KS", model="Everything", brand="Kia", drive_train=DriveTrain.PHEV,
-                       commands=commands, details={"bodytype": "X99"})
+    info = VehicleInfo(
+        vin="KS0000000000000KS",
+        model="Everything",
+        brand="Kia",
+        drive_train=DriveTrain.PHEV,
+        commands=commands,
+        details={"bodytype": "X99"},
+    )
     fields = {name: _sample(spec) for name, spec in FIELDS.items()}
-    vehicle = DiscoveredVehicle(vin=info.vin, name="everything", root="car/everything", info=info, fields=fields,
-                                has_location=True, unlock_code=False)
+    vehicle = DiscoveredVehicle(
+        vin=info.vin,
+        name="everything",
+        root="car/everything",
+        info=info,
+        fields=fields,
+        has_location=True,
+        unlock_code=False,
+    )
     return Case("kitchen-sink", vehicle)
 
 
@@ -265,7 +415,7 @@ def entities_of(pairs: list[tuple[str, str]], ha: HomeAssistantConfig) -> list[E
         assert isinstance(payload, dict)
         parts = topic.split("/")
         assert topic.startswith(ha.prefix + "/") and parts[-1] == "config", topic
-        for part in parts[len(ha.prefix.split("/")) + 1:-1]:
+        for part in parts[len(ha.prefix.split("/")) + 1 : -1]:
             assert TOPIC_ID.fullmatch(part), f"illegal discovery topic id {part!r} in {topic}"
         if ha.discovery == "device":
             assert len(parts) == len(ha.prefix.split("/")) + 3 and parts[-3] == "device", topic
@@ -275,8 +425,12 @@ def entities_of(pairs: list[tuple[str, str]], ha: HomeAssistantConfig) -> list[E
             for key, component in payload["components"].items():
                 assert set(component).isdisjoint({"device", "origin"}), "device/origin only at the root"
                 assert component["platform"] in PLATFORM_KEYS, component["platform"]
-                config = {**shared, **{k: v for k, v in component.items() if k != "platform"},
-                          "device": payload["device"], "origin": payload["origin"]}
+                config = {
+                    **shared,
+                    **{k: v for k, v in component.items() if k != "platform"},
+                    "device": payload["device"],
+                    "origin": payload["origin"],
+                }
                 out.append(Entity(component["platform"], key, config, topic))
         else:
             assert len(parts) == len(ha.prefix.split("/")) + 4, topic
@@ -375,8 +529,12 @@ def check_platform(entity: Entity, vehicle: DiscoveredVehicle) -> None:
         assert config["command_topic"] == f"{root}/lock/set"
         assert config["state_topic"] == f"{root}/lock"
         assert (config["payload_lock"], config["payload_unlock"]) == ("LOCK", "UNLOCK")
-        assert (config["state_locked"], config["state_unlocked"], config["state_locking"],
-                config["state_unlocking"]) == ("LOCKED", "UNLOCKED", "LOCKING", "UNLOCKING")
+        assert (
+            config["state_locked"],
+            config["state_unlocked"],
+            config["state_locking"],
+            config["state_unlocking"],
+        ) == ("LOCKED", "UNLOCKED", "LOCKING", "UNLOCKING")
         assert config["optimistic"] is False and config["retain"] is False
         assert ("code_format" in config) is vehicle.unlock_code
         assert ("command_template" in config) is vehicle.unlock_code
@@ -563,12 +721,21 @@ def test_component_topics() -> None:
     vehicle = _demo("BEV")
     topics = {topic for topic, _ in vehicle_discovery(vehicle, base_topic=BASE, ha=ha, version=VERSION)}
     node = f"mqttbridge_{vehicle.vin}"
-    for expected in (f"ha/disc/sensor/{node}/battery_level/config", f"ha/disc/lock/{node}/lock/config",
-                     f"ha/disc/binary_sensor/{node}/plugged_in/config", f"ha/disc/button/{node}/refresh/config",
-                     f"ha/disc/device_tracker/{node}/location/config", f"ha/disc/sensor/{node}/lock_command/config"):
+    for expected in (
+        f"ha/disc/sensor/{node}/battery_level/config",
+        f"ha/disc/lock/{node}/lock/config",
+        f"ha/disc/binary_sensor/{node}/plugged_in/config",
+        f"ha/disc/button/{node}/refresh/config",
+        f"ha/disc/device_tracker/{node}/location/config",
+        f"ha/disc/sensor/{node}/lock_command/config",
+    ):
         assert expected in topics
-    device_topics = [t for t, _ in vehicle_discovery(vehicle, base_topic=BASE,
-                                                     ha=HomeAssistantConfig(prefix="ha/disc"), version=VERSION)]
+    device_topics = [
+        t
+        for t, _ in vehicle_discovery(
+            vehicle, base_topic=BASE, ha=HomeAssistantConfig(prefix="ha/disc"), version=VERSION
+        )
+    ]
     assert device_topics == [f"ha/disc/device/{node}/config"]
 
 
@@ -577,14 +744,24 @@ def test_device_payload_shape() -> None:
     ((_topic, text),) = vehicle_discovery(vehicle, base_topic=BASE, ha=DEVICE, version=VERSION)
     payload = json.loads(text)
     assert list(payload) == ["device", "origin", "availability", "availability_mode", "components"]
-    assert payload["origin"] == {"name": "mqttbridge", "sw_version": VERSION,
-                                 "support_url": "https://github.com/mqttbridge/mqttbridge"}
+    assert payload["origin"] == {
+        "name": "mqttbridge",
+        "sw_version": VERSION,
+        "support_url": "https://github.com/mqttbridge/mqttbridge",
+    }
     assert payload["device"]["name"] == "i3"
     battery = payload["components"]["battery_level"]
     assert battery == {
-        "platform": "sensor", "unique_id": f"mqttbridge_{vehicle.vin}_battery_level", "object_id": "i3_battery_level",
-        "default_entity_id": "sensor.i3_battery_level", "name": "Battery", "state_topic": "car/i3/battery_level",
-        "device_class": "battery", "state_class": "measurement", "unit_of_measurement": "%", "qos": 1,
+        "platform": "sensor",
+        "unique_id": f"mqttbridge_{vehicle.vin}_battery_level",
+        "object_id": "i3_battery_level",
+        "default_entity_id": "sensor.i3_battery_level",
+        "name": "Battery",
+        "state_topic": "car/i3/battery_level",
+        "device_class": "battery",
+        "state_class": "measurement",
+        "unit_of_measurement": "%",
+        "qos": 1,
     }
 
 
@@ -627,8 +804,15 @@ def test_unlock_code_adds_code_format_and_template() -> None:
 def test_petrol_car_has_no_charging_controls_or_battery() -> None:
     petrol = _by_key(_demo("CONV"))
     electric = _by_key(_demo("BEV"))
-    for key in ("charging_control", "charging_command", "charging", "battery_level", "charging_status",
-                "plugged_in", "range_electric"):
+    for key in (
+        "charging_control",
+        "charging_command",
+        "charging",
+        "battery_level",
+        "charging_status",
+        "plugged_in",
+        "range_electric",
+    ):
         assert key not in petrol, key
         assert key in electric, key
     assert "range_fuel" in petrol and "climate_control" in petrol
@@ -637,8 +821,11 @@ def test_petrol_car_has_no_charging_controls_or_battery() -> None:
 def test_start_buttons_when_the_car_only_starts() -> None:
     keys = _by_key(_demo("BEV"))
     climate, charging = keys["climate_control"], keys["charging_control"]
-    assert (climate.platform, climate.config["name"], climate.config["payload_press"]) == ("button", "Start climate",
-                                                                                          "ON")
+    assert (climate.platform, climate.config["name"], climate.config["payload_press"]) == (
+        "button",
+        "Start climate",
+        "ON",
+    )
     assert climate.config["command_topic"] == "car/i3/climate/set"
     assert (charging.platform, charging.config["name"]) == ("button", "Start charging")
     assert charging.config["command_topic"] == "car/i3/charging/set"
@@ -666,8 +853,16 @@ def test_buttons_and_command_sensors_follow_the_supported_commands() -> None:
         assert key not in keys
     status = keys["horn_command"].config
     assert status["state_topic"] == "car/i3/horn/status" and status["entity_category"] == "diagnostic"
-    assert status["options"] == ["INITIATED", "PENDING", "DELIVERED", "EXECUTED", "NOT_EXECUTED", "TIMED_OUT",
-                                 "REJECTED", "FAILED"]
+    assert status["options"] == [
+        "INITIATED",
+        "PENDING",
+        "DELIVERED",
+        "EXECUTED",
+        "NOT_EXECUTED",
+        "TIMED_OUT",
+        "REJECTED",
+        "FAILED",
+    ]
     assert keys["refresh_command"].config["state_topic"] == "car/i3/refresh/status"
 
 
@@ -756,10 +951,18 @@ def test_owned_vin_accepts_our_configs(mode: str) -> None:
 
 
 def test_owned_vin_accepts_abbreviated_keys() -> None:
-    payload = {"dev": {"ids": "mqttbridge_VIN1", "sn": "VIN1"}, "o": {"name": "mqttbridge"},
-               "avty": [{"t": "car/bridge/state"}], "cmps": {}}
-    assert owned_vin("homeassistant/device/mqttbridge_VIN1/config", json.dumps(payload).encode(),
-                     base_topic=BASE, ha=DEVICE) == "VIN1"
+    payload = {
+        "dev": {"ids": "mqttbridge_VIN1", "sn": "VIN1"},
+        "o": {"name": "mqttbridge"},
+        "avty": [{"t": "car/bridge/state"}],
+        "cmps": {},
+    }
+    assert (
+        owned_vin(
+            "homeassistant/device/mqttbridge_VIN1/config", json.dumps(payload).encode(), base_topic=BASE, ha=DEVICE
+        )
+        == "VIN1"
+    )
 
 
 def test_owned_vin_rejects_others_and_garbage() -> None:
@@ -781,15 +984,35 @@ def test_owned_vin_rejects_others_and_garbage() -> None:
     check(topic, {**ours, "device": "mqttbridge"})
     bridge_topic, bridge_text = bridge_discovery(base_topic=BASE, ha=DEVICE, version=VERSION)[0]
     check(bridge_topic, bridge_text.encode())  # the bridge's own device is not a vehicle
-    z2m = {"device": {"identifiers": ["zigbee2mqtt_0xabc"], "name": "Lamp"},
-           "availability": [{"topic": "zigbee2mqtt/bridge/state"}], "origin": {"name": "Zigbee2MQTT"}}
+    z2m = {
+        "device": {"identifiers": ["zigbee2mqtt_0xabc"], "name": "Lamp"},
+        "availability": [{"topic": "zigbee2mqtt/bridge/state"}],
+        "origin": {"name": "Zigbee2MQTT"},
+    }
     check("homeassistant/light/0xabc/light/config", z2m)
     check("homeassistant/device/0xabc/config", z2m)
-    for garbage in (b"", b"   ", b"\xff\xfe\x00", b"{", b"null", b"[]", b"42", b'"text"', b"[" * 100000,
-                    b'{"device": null, "availability": null}', b'{"availability": [1, null, "x"]}'):
+    for garbage in (
+        b"",
+        b"   ",
+        b"\xff\xfe\x00",
+        b"{",
+        b"null",
+        b"[]",
+        b"42",
+        b'"text"',
+        b"[" * 100000,
+        b'{"device": null, "availability": null}',
+        b'{"availability": [1, null, "x"]}',
+    ):
         check(topic, garbage)
-    for bad_topic in ("", "homeassistant", "homeassistant/device/config", "homeassistant/a/b/c/d/e/config",
-                      "homeassistant/device/mqttbridge_X/state", "other/device/mqttbridge_X/config"):
+    for bad_topic in (
+        "",
+        "homeassistant",
+        "homeassistant/device/config",
+        "homeassistant/a/b/c/d/e/config",
+        "homeassistant/device/mqttbridge_X/state",
+        "other/device/mqttbridge_X/config",
+    ):
         check(bad_topic, text.encode())
     assert owned_vin(None, b"", base_topic=BASE, ha=DEVICE) is None  # type: ignore[arg-type]
     assert owned_vin(topic, None, base_topic=BASE, ha=DEVICE) is None  # type: ignore[arg-type]
@@ -814,8 +1037,10 @@ def test_discovery_topics_for_given_keys() -> None:
     topics = vehicle_discovery_topics("VIN1", ha=COMPONENT, keys=["battery_level", "climate_control", "mystery"])
     assert "homeassistant/sensor/mqttbridge_VIN1/battery_level/config" in topics
     assert "homeassistant/binary_sensor/mqttbridge_VIN1/battery_level/config" not in topics
-    assert {"homeassistant/switch/mqttbridge_VIN1/climate_control/config",
-            "homeassistant/button/mqttbridge_VIN1/climate_control/config"} <= set(topics)
+    assert {
+        "homeassistant/switch/mqttbridge_VIN1/climate_control/config",
+        "homeassistant/button/mqttbridge_VIN1/climate_control/config",
+    } <= set(topics)
     assert sum("/mystery/" in t for t in topics) == 8  # unknown key: every platform
 
 
@@ -824,8 +1049,9 @@ def test_discovery_changes_device_mode_removes_lost_components() -> None:
     before = vehicle_discovery(vehicle, base_topic=BASE, ha=DEVICE, version=VERSION)
     assert discovery_changes(before, before) == []
     fields = {**vehicle.fields, "rear_window": "INVALID"}
-    before = vehicle_discovery(replace(vehicle, fields={**fields, "rear_window": "OPEN"}), base_topic=BASE,
-                               ha=DEVICE, version=VERSION)
+    before = vehicle_discovery(
+        replace(vehicle, fields={**fields, "rear_window": "OPEN"}), base_topic=BASE, ha=DEVICE, version=VERSION
+    )
     after = vehicle_discovery(replace(vehicle, fields=fields), base_topic=BASE, ha=DEVICE, version=VERSION)
     changes = discovery_changes(before, after)
     assert [t for t, _ in changes] == [after[0][0], after[0][0]]
@@ -837,10 +1063,12 @@ def test_discovery_changes_device_mode_removes_lost_components() -> None:
 
 def test_discovery_changes_component_mode_empties_lost_topics() -> None:
     vehicle = _demo("BEV")
-    before = vehicle_discovery(replace(vehicle, fields={**vehicle.fields, "hood": "OPEN"}), base_topic=BASE,
-                               ha=COMPONENT, version=VERSION)
-    after = vehicle_discovery(replace(vehicle, fields={**vehicle.fields, "hood": "INVALID"}), base_topic=BASE,
-                              ha=COMPONENT, version=VERSION)
+    before = vehicle_discovery(
+        replace(vehicle, fields={**vehicle.fields, "hood": "OPEN"}), base_topic=BASE, ha=COMPONENT, version=VERSION
+    )
+    after = vehicle_discovery(
+        replace(vehicle, fields={**vehicle.fields, "hood": "INVALID"}), base_topic=BASE, ha=COMPONENT, version=VERSION
+    )
     changes = discovery_changes(before, after)
     assert changes == [(f"homeassistant/binary_sensor/mqttbridge_{vehicle.vin}/hood/config", "")]
 
@@ -849,11 +1077,22 @@ def test_hyundai_style_climate_and_charge_limits() -> None:
     """A car whose climate takes a temperature gets a climate entity; charge limits are numbers."""
     jinja2 = pytest.importorskip("jinja2")
     base = _demo("BEV")
-    info = replace(base.info, features=frozenset({"climate_temperature"}),
-                   commands={**base.info.commands, "climate": frozenset({"ON", "OFF"}),
-                             "charge_limit": frozenset({"SET"})})
-    vehicle = replace(base, info=info, fields={**base.fields, "air_control_is_on": True, "air_temperature": 21,
-                                               "ev_charge_limits_ac": 80, "ev_charge_limits_dc": 90})
+    info = replace(
+        base.info,
+        features=frozenset({"climate_temperature"}),
+        commands={**base.info.commands, "climate": frozenset({"ON", "OFF"}), "charge_limit": frozenset({"SET"})},
+    )
+    vehicle = replace(
+        base,
+        info=info,
+        fields={
+            **base.fields,
+            "air_control_is_on": True,
+            "air_temperature": 21,
+            "ev_charge_limits_ac": 80,
+            "ev_charge_limits_dc": 90,
+        },
+    )
     entities = {e.key: e for e in _discover(vehicle, COMPONENT)}
     climate = entities["climate_control"]
     assert climate.platform == "climate" and climate.config["temperature_unit"] == "C"
@@ -879,8 +1118,7 @@ def test_bridge_device_login_entities(mode: str) -> None:
     import re
 
     ha = MODES[mode]
-    pairs = bridge_discovery(base_topic="car", ha=ha, version=VERSION,
-                             login_accounts=[("kia", True), ("bmw", False)])
+    pairs = bridge_discovery(base_topic="car", ha=ha, version=VERSION, login_accounts=[("kia", True), ("bmw", False)])
     entities = {e.key: e for e in entities_of(pairs, ha)}
     for entity in entities.values():
         allowed = COMMON_KEYS | PLATFORM_KEYS[entity.platform]

@@ -21,8 +21,6 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$"
 FLOW = ["INITIATED", "PENDING", "DELIVERED", "EXECUTED"]
 
 
-
-
 @pytest.fixture
 def sim():
     cars = demo_vehicles()
@@ -57,8 +55,14 @@ def bridge_config(broker: Mosquitto, sim, state_dir: Path, *, names=NAMES, **acc
             entry.update(allow_unlock=True, unlock_code=UNLOCK_CODE)
         vehicles.append(entry)
     acc = {
-        "name": "sim", "provider": "bmw_legacy", "base_url": sim.url, "username": "demo@example.com",
-        "password": "demo", "api_key": "key", "api_secret": "secret-of-the-app", "retries": 2,
+        "name": "sim",
+        "provider": "bmw_legacy",
+        "base_url": sim.url,
+        "username": "demo@example.com",
+        "password": "demo",
+        "api_key": "key",
+        "api_secret": "secret-of-the-app",
+        "retries": 2,
         "poll": {"interval": 60, "offline_after": 2},
         "commands": {"poll_interval": 0.1, "timeout": 15, "refresh_delay": 0},
         "vehicles": vehicles,
@@ -130,8 +134,15 @@ def test_every_topic_and_payload_format(running, sim) -> None:
         assert discovery["device"]["serial_number"] == car.vin
     electric = _value(obs.last(f"{BASE}/i3/state"))
     assert isinstance(electric["battery_level"], int) and isinstance(electric["plugged_in"], bool)
-    assert electric["charging_status"] in ("CHARGING", "NOT_CHARGING", "WAITING_FOR_CHARGING", "INVALID",
-                                           "FINISHED_FULLY_CHARGED", "FINISHED_NOT_FULL", "ERROR")
+    assert electric["charging_status"] in (
+        "CHARGING",
+        "NOT_CHARGING",
+        "WAITING_FOR_CHARGING",
+        "INVALID",
+        "FINISHED_FULLY_CHARGED",
+        "FINISHED_NOT_FULL",
+        "ERROR",
+    )
     petrol = _value(obs.last(f"{BASE}/x1/state"))
     assert "battery_level" not in petrol and isinstance(petrol["fuel_level"], int | float)
 
@@ -142,9 +153,13 @@ def test_a_poll_that_changes_nothing_publishes_nothing(running) -> None:
     obs.publish(f"{BASE}/x1/refresh/set", "PRESS")
     obs.wait_for(lambda m: m.topic == f"{BASE}/x1/refresh/status" and m.text == "EXECUTED", start=mark)
     datasets = tuple(f"{BASE}/x1/{name}" for name in DATASETS)  # read on their own schedule
-    published = {m.topic for m in obs.since(mark)
-                 if m.topic.startswith(f"{BASE}/x1/") and m.topic != f"{BASE}/x1/refresh/set"
-                 and not m.topic.startswith(datasets)}
+    published = {
+        m.topic
+        for m in obs.since(mark)
+        if m.topic.startswith(f"{BASE}/x1/")
+        and m.topic != f"{BASE}/x1/refresh/set"
+        and not m.topic.startswith(datasets)
+    }
     assert published == {f"{BASE}/x1/refresh/status", f"{BASE}/x1/refresh/execution"}, published
 
 
@@ -169,8 +184,11 @@ def test_lock_goes_through_every_transition(running, sim) -> None:
     assert records[0]["event_id"].endswith("@bmw.de") and ISO.match(records[-1]["updated_at"])
     assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["LOCKING", "LOCKED"]  # LOCKED at EXECUTED
     # then the re-read confirms it
-    obs.wait_for(lambda m: m.topic == f"{root}/state" and _value(m)["door_lock_state"] == "SECURED", start=mark,
-                 what="the re-read")
+    obs.wait_for(
+        lambda m: m.topic == f"{root}/state" and _value(m)["door_lock_state"] == "SECURED",
+        start=mark,
+        what="the re-read",
+    )
     assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["LOCKING", "LOCKED"]
 
 
@@ -205,8 +223,9 @@ def test_vendor_error_is_failed(running, sim) -> None:
     sim_fault(sim, endpoint="executeService", http_status=500, count=1)
     mark = obs.mark()
     obs.publish(f"{root}/horn/set", "PRESS")
-    msg = obs.wait_for(lambda m: m.topic == f"{root}/horn/execution" and _value(m)["status"] == "FAILED",
-                       start=mark, what="FAILED")
+    msg = obs.wait_for(
+        lambda m: m.topic == f"{root}/horn/execution" and _value(m)["status"] == "FAILED", start=mark, what="FAILED"
+    )
     assert "HTTP 500" in _value(msg)["error"]
     assert len(sim_requests(sim, "executeService")) == 1  # reported, not resent
 
@@ -214,8 +233,9 @@ def test_vendor_error_is_failed(running, sim) -> None:
 def test_mqtt5_response_topic_with_correlation_data(running) -> None:
     _daemon, obs = running
     mark = obs.mark()
-    obs.publish(f"{BASE}/i3/flash_lights/set", json.dumps({"count": 2}), response_topic="reply/me",
-                correlation_data=b"corr-42")
+    obs.publish(
+        f"{BASE}/i3/flash_lights/set", json.dumps({"count": 2}), response_topic="reply/me", correlation_data=b"corr-42"
+    )
     obs.wait_for(lambda m: m.topic == "reply/me" and _value(m)["status"] == "EXECUTED", start=mark)
     replies = obs.since(mark, "reply/me")
     assert [_value(m)["status"] for m in replies] == FLOW
@@ -239,15 +259,33 @@ def test_refused_unlocks(running, sim) -> None:
 
 
 MALFORMED = [
-    ("lock", b""), ("lock", b"   "), ("lock", b"OPEN"), ("lock", b"lock please"), ("lock", b"{"),
-    ("lock", b"[1,2]"), ("lock", b'{"action": "SMASH"}'), ("lock", b'{"action": 5}'),
-    ("lock", b'{"action": "LOCK", "force": true}'), ("lock", b"\xff\xfe"), ("lock", b"x" * 5000),
-    ("lock", b'{"action": "LOCK", "request_id": ""}'), ("climate", b"HOT"),
-    ("climate", b'{"action": "ON", "temperature": 99}'), ("climate", b'{"action": "ON", "temperature": "warm"}'),
-    ("climate", b'{"action": "ON", "defrost": "yes"}'), ("climate", b'{"action": "ON", "temperature": 21}'),
-    ("charging", b"MAYBE"), ("flash_lights", b'{"count": 0}'), ("flash_lights", b'{"count": 2.5}'),
-    ("horn", b"HONK"), ("find_vehicle", b"null"), ("refresh", b"NOW"), ("charging_profile", b"[]"),
-    ("charging_profile", b"{}"), ("teleport", b"PRESS"), ("climate", b"OFF"),
+    ("lock", b""),
+    ("lock", b"   "),
+    ("lock", b"OPEN"),
+    ("lock", b"lock please"),
+    ("lock", b"{"),
+    ("lock", b"[1,2]"),
+    ("lock", b'{"action": "SMASH"}'),
+    ("lock", b'{"action": 5}'),
+    ("lock", b'{"action": "LOCK", "force": true}'),
+    ("lock", b"\xff\xfe"),
+    ("lock", b"x" * 5000),
+    ("lock", b'{"action": "LOCK", "request_id": ""}'),
+    ("climate", b"HOT"),
+    ("climate", b'{"action": "ON", "temperature": 99}'),
+    ("climate", b'{"action": "ON", "temperature": "warm"}'),
+    ("climate", b'{"action": "ON", "defrost": "yes"}'),
+    ("climate", b'{"action": "ON", "temperature": 21}'),
+    ("charging", b"MAYBE"),
+    ("flash_lights", b'{"count": 0}'),
+    ("flash_lights", b'{"count": 2.5}'),
+    ("horn", b"HONK"),
+    ("find_vehicle", b"null"),
+    ("refresh", b"NOW"),
+    ("charging_profile", b"[]"),
+    ("charging_profile", b"{}"),
+    ("teleport", b"PRESS"),
+    ("climate", b"OFF"),
 ]
 
 
@@ -258,8 +296,11 @@ def test_malformed_payloads_are_rejected_and_never_reach_the_vendor(running, sim
     for command, payload in MALFORMED:
         mark = obs.mark()
         obs.publish(f"{root}/{command}/set", payload)
-        msg = obs.wait_for(lambda m, c=command: m.topic == f"{root}/{c}/execution", start=mark,
-                           what=f"a record for {command} {payload[:30]!r}")
+        msg = obs.wait_for(
+            lambda m, c=command: m.topic == f"{root}/{c}/execution",
+            start=mark,
+            what=f"a record for {command} {payload[:30]!r}",
+        )
         record = _value(msg)
         assert record["status"] == "REJECTED" and record["error"], (command, payload, record)
     assert sim_requests(sim, "executeService") == []
@@ -275,16 +316,22 @@ def test_retained_commands_are_never_acted_on(broker, sim, tmp_path: Path) -> No
     daemon = Daemon(tmp_path, bridge_config(broker, sim, tmp_path / "state"))
     daemon.start()
     try:
-        event = observer.wait_for(lambda m: m.topic == f"{BASE}/bridge/event"
-                                  and _value(m)["event"] == "retained_command_ignored", what="the event")
+        event = observer.wait_for(
+            lambda m: m.topic == f"{BASE}/bridge/event" and _value(m)["event"] == "retained_command_ignored",
+            what="the event",
+        )
         assert _value(event)["topic"] == f"{BASE}/i3/lock/set"
         observer.wait_topic(f"{BASE}/i3/state")
         mark = observer.mark()  # published retained while the bridge runs: still ignored (MQTT 5)
         observer.publish(f"{BASE}/i3/lock/set", "UNLOCK", retain=True)
-        observer.wait_for(lambda m: m.topic == f"{BASE}/bridge/event"
-                          and _value(m)["event"] == "retained_command_ignored", start=mark)
-        observer.wait_for(lambda m: m.topic == f"{BASE}/i3/lock/set" and m.payload == b"", start=mark,
-                          what="the retained command deleted")
+        observer.wait_for(
+            lambda m: m.topic == f"{BASE}/bridge/event" and _value(m)["event"] == "retained_command_ignored", start=mark
+        )
+        observer.wait_for(
+            lambda m: m.topic == f"{BASE}/i3/lock/set" and m.payload == b"",
+            start=mark,
+            what="the retained command deleted",
+        )
         assert retained_now(broker.port, f"{BASE}/i3/lock/set") == {}
         events = [_value(m)["event"] for m in observer.since(mark, f"{BASE}/bridge/event")]
         assert events.count("retained_command_ignored") == 1, events  # its deletion is no command
@@ -381,8 +428,12 @@ def test_demo_needs_no_configuration(broker) -> None:
     import sys
 
     observer = Observer(broker.port)
-    proc = subprocess.Popen([sys.executable, "-m", "mqttbridge", "demo", "--broker", f"127.0.0.1:{broker.port}"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttbridge", "demo", "--broker", f"127.0.0.1:{broker.port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         first = proc.stdout.readline()
         assert first.startswith("simulator: http://127.0.0.1:")
@@ -408,8 +459,12 @@ def test_demo_without_a_broker_says_how_to_get_one() -> None:
     from .mqtt_helpers import free_port
 
     port = free_port()
-    done = subprocess.run([sys.executable, "-m", "mqttbridge", "demo", "--broker", f"127.0.0.1:{port}"],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "mqttbridge", "demo", "--broker", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 1
     assert f"no MQTT broker answers at 127.0.0.1:{port}" in done.stderr
     assert "apt-get install mosquitto" in done.stderr and "--broker" in done.stderr
@@ -424,8 +479,10 @@ def test_broker_down_at_start_then_up(tmp_path: Path, sim) -> None:
     daemon = Daemon(tmp_path, bridge_config(broker, sim, tmp_path / "state", names=("i3",)))
     daemon.start()
     try:
-        wait_until(lambda: "cannot connect" in daemon.tail() or "Connection refused" in daemon.tail(),
-                   what="the daemon noticing the broker is down")
+        wait_until(
+            lambda: "cannot connect" in daemon.tail() or "Connection refused" in daemon.tail(),
+            what="the daemon noticing the broker is down",
+        )
         assert daemon.alive()
         broker.start()
         observer = Observer(broker.port)

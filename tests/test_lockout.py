@@ -90,8 +90,9 @@ def test_an_unreadable_lockout_file_is_reported(tmp_path: Path, caplog) -> None:
     lockout = _lockout(tmp_path, Wall())
     lockout.load()
     assert "is corrupt" in caplog.text and lockout.locked() == {}
-    (tmp_path / LOCKOUT_FILE).write_text(json.dumps({"vehicles": {"VIN1": {"failures": ["x"]},
-                                                                  "VIN2": {"until": 1_800_000_500}}}))
+    (tmp_path / LOCKOUT_FILE).write_text(
+        json.dumps({"vehicles": {"VIN1": {"failures": ["x"]}, "VIN2": {"until": 1_800_000_500}}})
+    )
     lockout = _lockout(tmp_path, Wall())
     lockout.load()
     assert "dropped the entry of VIN1" in caplog.text
@@ -110,8 +111,9 @@ def vendor():
 
 @pytest.fixture
 def run(tmp_path: Path, broker, vendor):
-    config = config_for(broker, vendor, tmp_path / "state", vehicle={"unlock_code": CODE},
-                        unlock_lockout={"attempts": 3, "minutes": 2})
+    config = config_for(
+        broker, vendor, tmp_path / "state", vehicle={"unlock_code": CODE}, unlock_lockout={"attempts": 3, "minutes": 2}
+    )
     runs = Run(tmp_path, config)
     try:
         yield runs
@@ -155,8 +157,10 @@ def test_wrong_codes_lock_unlocking_out_even_across_a_restart(run, broker, vendo
         assert refused["error"] == f"locked out after 3 wrong codes until {until}"
         audit = record(obs.wait_for(is_event("command_rejected", request_id="right-1"), start=mark))
         assert (audit["vin"], audit["topic"], audit["action"], audit["command"]) == (vin, topic, "UNLOCK", "lock")
-        assert (f"rejected lock UNLOCK for {vin} (request right-1, topic {topic}): locked out after 3 wrong "
-                f"codes until {until}") in daemon.tail()
+        assert (
+            f"rejected lock UNLOCK for {vin} (request right-1, topic {topic}): locked out after 3 wrong "
+            f"codes until {until}"
+        ) in daemon.tail()
         assert "unlocking" in daemon.tail() and "is locked out after 3 wrong codes" in daemon.tail()
 
         mark = obs.mark()  # locking is not affected, and is audited too
@@ -169,8 +173,11 @@ def test_wrong_codes_lock_unlocking_out_even_across_a_restart(run, broker, vendo
         daemon.stop(signal.SIGKILL)  # a restart is no way around it
         second = run.start()
         # the vehicle is listed (and so its command topics subscribed) once bridge/info names it
-        obs.wait_for(lambda m: m.topic == f"{BASE}/bridge/info" and json.loads(m.payload)["vehicles"], start=mark,
-                     what="the vehicle bridged again")
+        obs.wait_for(
+            lambda m: m.topic == f"{BASE}/bridge/info" and json.loads(m.payload)["vehicles"],
+            start=mark,
+            what="the vehicle bridged again",
+        )
         # lock-1 is followed again after the restart and keeps lock/execution: the refusal is on bridge/event
         mark = obs.mark()
         obs.publish(topic, json.dumps({"action": "UNLOCK", "code": CODE, "request_id": "right-2"}))
@@ -178,8 +185,11 @@ def test_wrong_codes_lock_unlocking_out_even_across_a_restart(run, broker, vendo
         assert refused["error"] == f"locked out after 3 wrong codes until {until}" and refused["retained"] is False
         assert not any(is_record("right-2")(m) for m in obs.since(mark))
         assert "stays locked out until" in second.tail()
-        unlocks = [r for r in vendor_requests(vendor, "executeService")
-                   if r.get("form", {}).get("serviceType") == "DOOR_UNLOCK"]
+        unlocks = [
+            r
+            for r in vendor_requests(vendor, "executeService")
+            if r.get("form", {}).get("serviceType") == "DOOR_UNLOCK"
+        ]
         assert unlocks == []
         for log in (daemon.tail(100_000), second.tail(100_000)):
             assert CODE not in log and WRONG not in log
@@ -197,7 +207,9 @@ def test_fewer_wrong_codes_than_the_limit_then_the_right_one_unlocks(run, broker
         mark = obs.mark()
         obs.publish(f"{BASE}/i3/lock/set", json.dumps({"action": "UNLOCK", "code": CODE, "request_id": "ok-1"}))
         obs.wait_for(is_record("ok-1", "INITIATED"), start=mark, what="the unlock sent")
-        assert not (run.state / LOCKOUT_FILE).exists() or json.loads(
-            (run.state / LOCKOUT_FILE).read_text())["vehicles"] == {}
+        assert (
+            not (run.state / LOCKOUT_FILE).exists()
+            or json.loads((run.state / LOCKOUT_FILE).read_text())["vehicles"] == {}
+        )
     finally:
         obs.close()

@@ -36,8 +36,9 @@ class OtpBackend(Backend):
 
     def _check(self) -> None:
         if not self.logged_in.is_set():
-            raise ActionRequiredError("the vendor sent a one-time code by e-mail", kind="otp",
-                                      details={"sent_to": "e-mail"})
+            raise ActionRequiredError(
+                "the vendor sent a one-time code by e-mail", kind="otp", details={"sent_to": "e-mail"}
+            )
 
     def list_vehicles(self) -> list[VehicleInfo]:
         self._check()
@@ -66,14 +67,21 @@ class OtpBackend(Backend):
 def is_event(kind: str):
     def check(p: Published) -> bool:
         return p.topic == "car/bridge/event" and json.loads(p.text)["event"] == kind
+
     return check
 
 
 @pytest.fixture
 def desk(tmp_path: Path):
-    config = make_config(tmp_path, [account_data("http://127.0.0.1:9", name="kia", poll={"interval": 600},
-                                                 vehicles=[{"vin": VIN, "name": "ev6"}])],
-                         mqtt={"base_topic": "car"})
+    config = make_config(
+        tmp_path,
+        [
+            account_data(
+                "http://127.0.0.1:9", name="kia", poll={"interval": 600}, vehicles=[{"vin": VIN, "name": "ev6"}]
+            )
+        ],
+        mqtt={"base_topic": "car"},
+    )
     from mqttbridge.statestore import StateStore
 
     backend = OtpBackend(config.accounts[0], StateStore(config.state_dir))
@@ -124,11 +132,14 @@ def test_an_otp_demand_is_retained_on_the_login_topic_and_a_code_completes_it(de
     assert CODE not in everything and "735291" not in everything
 
 
-@pytest.mark.parametrize("payload,error", [
-    ("12 34", "not a one-time code"),
-    ("", "not a one-time code"),
-    ("x" * 40, "not a one-time code"),
-])
+@pytest.mark.parametrize(
+    "payload,error",
+    [
+        ("12 34", "not a one-time code"),
+        ("", "not a one-time code"),
+        ("x" * 40, "not a one-time code"),
+    ],
+)
 def test_junk_is_no_code(desk, payload: str, error: str) -> None:
     _bridge, session, backend = desk
     session.wait_for(lambda p: p.topic == "car/bridge/accounts/kia/login")

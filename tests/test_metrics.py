@@ -35,8 +35,11 @@ Samples = dict[tuple[str, frozenset], float]
 def scrape(port: int) -> Samples:
     """Every sample of ``/metrics`` as {(name, labels): value}."""
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
@@ -47,9 +50,11 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 
 
 def test_without_configuration_nothing_is_imported_or_served() -> None:
-    code = ("import sys; from mqttbridge.metrics import Metrics; import mqttbridge.bridge; m = Metrics(None); "
-            "m.start(lambda: True); m.vendor_call('a', 'cached_read', 'ok'); m.command_finished('lock', 'EXECUTED', 1);"
-            "m.budget('a', 3); m.vehicle_read('V', 'v', 1.0); m.stop(); print('prometheus_client' in sys.modules)")
+    code = (
+        "import sys; from mqttbridge.metrics import Metrics; import mqttbridge.bridge; m = Metrics(None); "
+        "m.start(lambda: True); m.vendor_call('a', 'cached_read', 'ok'); m.command_finished('lock', 'EXECUTED', 1);"
+        "m.budget('a', 3); m.vehicle_read('V', 'v', 1.0); m.stop(); print('prometheus_client' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
@@ -65,14 +70,23 @@ def test_the_daemon_without_the_package_says_what_to_install(tmp_path: Path) -> 
     hidden = tmp_path / "hide"
     hidden.mkdir()
     (hidden / "prometheus_client.py").write_text("raise ImportError('hidden by the test')\n")
-    config = {"state_dir": str(tmp_path / "state"), "metrics": {"port": free_port()},
-              "accounts": [account_data("http://127.0.0.1:9")]}
+    config = {
+        "state_dir": str(tmp_path / "state"),
+        "metrics": {"port": free_port()},
+        "accounts": [account_data("http://127.0.0.1:9")],
+    }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     path.chmod(0o600)
     env = {"PYTHONPATH": f"{hidden}:{ROOT}", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
-    done = subprocess.run([sys.executable, "-m", "mqttbridge", "run", "-c", str(path)], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "mqttbridge", "run", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "prometheus-client package is missing" in done.stderr and "mqttbridge[metrics]" in done.stderr
     assert "Traceback" not in done.stderr
@@ -93,8 +107,11 @@ def test_vendor_calls_are_counted_by_kind_and_result(sim, tmp_path: Path) -> Non
     store = StateStore(config.state_dir)
     inner = create_backend(config.accounts[0], store, sleep=lambda s: None, policy=RetryPolicy(attempts=1))
     calls: list[tuple[str, str]] = []
-    backend = BudgetedBackend(inner, BudgetLedger("bmw", limit=None, reset=clock_time(0, 0), reserve=0, store=store),
-                              on_call=lambda kind, result: calls.append((kind, result)))
+    backend = BudgetedBackend(
+        inner,
+        BudgetLedger("bmw", limit=None, reset=clock_time(0, 0), reserve=0, store=store),
+        on_call=lambda kind, result: calls.append((kind, result)),
+    )
     vehicle = backend.list_vehicles()[0]
     backend.read_status(vehicle)
     sim.fault(endpoint="status", http_status=500, count=1)
@@ -103,8 +120,12 @@ def test_vendor_calls_are_counted_by_kind_and_result(sim, tmp_path: Path) -> Non
     sim.fault(endpoint="status", http_status=429, count=1, retry_after=3600)
     with pytest.raises(MqttBridgeError):
         backend.read_status(vehicle)
-    assert calls == [("cached_read", "ok"), ("cached_read", "ok"), ("cached_read", "error"),
-                     ("cached_read", "rate_limited")]
+    assert calls == [
+        ("cached_read", "ok"),
+        ("cached_read", "ok"),
+        ("cached_read", "error"),
+        ("cached_read", "rate_limited"),
+    ]
 
 
 # --- a scrape of the daemon ---------------------------------------------------------------------------
@@ -138,8 +159,7 @@ def test_scraping_the_running_daemon(tmp_path: Path, broker, vendor) -> None:
         vendor_fault(vendor, endpoint="status", http_status=500, count=10)
         obs.publish(f"{BASE}/i3/refresh/set", "PRESS")
         obs.wait_for(lambda m: m.topic == f"{BASE}/i3/refresh/status" and m.text == "FAILED", start=mark)
-        budget = json.loads(obs.wait_for(lambda m: m.topic == f"{BASE}/bridge/accounts/sim/budget",
-                                         start=mark).payload)
+        budget = json.loads(obs.wait_for(lambda m: m.topic == f"{BASE}/bridge/accounts/sim/budget", start=mark).payload)
 
         samples = scrape(port)
         calls = "mqttbridge_vendor_calls_total"
@@ -163,8 +183,9 @@ def test_scraping_the_running_daemon(tmp_path: Path, broker, vendor) -> None:
         broker.stop()
         wait_until(lambda: value(scrape(port), "mqttbridge_broker_connected") == 0, what="the broker seen down")
         broker.start()
-        wait_until(lambda: value(scrape(port), "mqttbridge_broker_connected") == 1, timeout=30,
-                   what="the broker seen up again")
+        wait_until(
+            lambda: value(scrape(port), "mqttbridge_broker_connected") == 1, timeout=30, what="the broker seen up again"
+        )
         assert daemon.stop() == 0
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5)

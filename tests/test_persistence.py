@@ -44,9 +44,17 @@ S = ExecutionStatus
 
 
 def _execution(**changes) -> Execution:
-    execution = Execution(request_id="r-1", command="lock", action="LOCK", service="DOOR_LOCK",
-                          status=S.PENDING, event_id="e1@bmw.de", response_topic="reply/me",
-                          correlation_data=b"\x00\xffcorr", params={"count": 2})
+    execution = Execution(
+        request_id="r-1",
+        command="lock",
+        action="LOCK",
+        service="DOOR_LOCK",
+        status=S.PENDING,
+        event_id="e1@bmw.de",
+        response_topic="reply/me",
+        correlation_data=b"\x00\xffcorr",
+        params={"count": 2},
+    )
     for name, value in changes.items():
         setattr(execution, name, value)
     return execution
@@ -66,7 +74,11 @@ def test_the_journal_keeps_everything_needed_to_follow_and_publish(tmp_path: Pat
     again = loaded.execution
     assert again.record() == execution.record()
     assert (again.key, again.params, again.response_topic, again.correlation_data) == (
-        execution.key, {"count": 2}, "reply/me", b"\x00\xffcorr")
+        execution.key,
+        {"count": 2},
+        "reply/me",
+        b"\x00\xffcorr",
+    )
     journal.remove(execution)
     assert not (tmp_path / EXECUTIONS_FILE).exists()  # nothing running: no file
 
@@ -163,8 +175,9 @@ def _runner(car: Car, timeout: float = 60) -> tuple[CommandRunner, Stopping]:
     clock = FakeClock()
     stopping = Stopping(clock)
     car.stopping = stopping
-    return CommandRunner(car, poll_interval=1, timeout=timeout, refresh_delay=0, stopping=stopping,
-                         clock=clock), stopping
+    return CommandRunner(
+        car, poll_interval=1, timeout=timeout, refresh_delay=0, stopping=stopping, clock=clock
+    ), stopping
 
 
 def test_an_execution_is_remembered_until_it_ends() -> None:
@@ -176,8 +189,12 @@ def test_an_execution_is_remembered_until_it_ends() -> None:
     assert car.done.wait(10)
     runner.shutdown()
     assert [r["status"] for r in car.records] == ["INITIATED", "PENDING", "DELIVERED", "EXECUTED"]
-    assert car.remembered == [("INITIATED", None), ("INITIATED", "e1@bmw.de"), ("PENDING", "e1@bmw.de"),
-                              ("DELIVERED", "e1@bmw.de")]
+    assert car.remembered == [
+        ("INITIATED", None),
+        ("INITIATED", "e1@bmw.de"),
+        ("PENDING", "e1@bmw.de"),
+        ("DELIVERED", "e1@bmw.de"),
+    ]
     assert car.forgotten == [execution.key]
 
 
@@ -195,8 +212,16 @@ def test_stopping_leaves_the_execution_remembered() -> None:
 
 def _persisted(status: ExecutionStatus, event_id: str | None, *, age: float = 1.0) -> Execution:
     received = datetime.now(UTC) - timedelta(seconds=age)
-    return Execution(request_id="r-old", command="lock", action="UNLOCK", service="DOOR_UNLOCK" if event_id else None,
-                     status=status, event_id=event_id, received_at=iso(received), updated_at=iso(received))
+    return Execution(
+        request_id="r-old",
+        command="lock",
+        action="UNLOCK",
+        service="DOOR_UNLOCK" if event_id else None,
+        status=status,
+        event_id=event_id,
+        received_at=iso(received),
+        updated_at=iso(received),
+    )
 
 
 def test_a_resumed_execution_is_followed_not_sent_again() -> None:
@@ -292,11 +317,16 @@ def _status(fields: dict) -> VehicleStatus:
 def test_the_snapshot_keeps_vehicle_topics_only_and_is_written_only_after_a_change(tmp_path: Path) -> None:
     publisher = Publisher(RecordingSession())
     roots = {"VIN1": ("bmw", "car"), "VIN2": ("bmw", "car/x1")}
-    keeper = SnapshotKeeper(StateStore(tmp_path), publisher, lambda: roots,
-                            excluded=("car/bridge/", "homeassistant/"))
+    keeper = SnapshotKeeper(StateStore(tmp_path), publisher, lambda: roots, excluded=("car/bridge/", "homeassistant/"))
     assert not keeper.save()  # nothing published yet
-    for topic in ("car/odometer", "car/x1/odometer", "car/x1/lock/execution", "car/bridge/state",
-                  "homeassistant/device/x/config", "other/topic"):
+    for topic in (
+        "car/odometer",
+        "car/x1/odometer",
+        "car/x1/lock/execution",
+        "car/bridge/state",
+        "homeassistant/device/x/config",
+        "other/topic",
+    ):
         publisher.retained(topic, "1")
     assert keeper.save() and not keeper.save()
     saved = json.loads((tmp_path / SNAPSHOT_FILE).read_text())["vehicles"]
@@ -309,8 +339,9 @@ def test_the_snapshot_keeps_vehicle_topics_only_and_is_written_only_after_a_chan
 
 def test_a_restored_status_publishes_only_what_changed_and_clears_what_is_gone() -> None:
     first = Publisher(RecordingSession())
-    VehiclePublisher(first, "car/i3").status(_status({"odometer": 10, "charging_time": 30,
-                                                      "door_lock_state": "SECURED"}))
+    VehiclePublisher(first, "car/i3").status(
+        _status({"odometer": 10, "charging_time": 30, "door_lock_state": "SECURED"})
+    )
     topics = dict(first.retained_items())
     session = RecordingSession()
     publisher = Publisher(session)
@@ -401,8 +432,7 @@ def test_a_command_pending_at_a_kill_is_followed_after_the_restart_and_sent_once
         obs.wait_for(lambda m: m.topic == f"{BASE}/i3/lock" and m.text == "LOCKED", start=mark, what="LOCKED")
         assert len(vendor_requests(vendor, "executeService")) == 1
         assert "resuming lock LOCK" in second.tail()
-        assert wait_until(lambda: not (run.tmp_path / "state" / EXECUTIONS_FILE).exists(),
-                          what="the journal emptied")
+        assert wait_until(lambda: not (run.tmp_path / "state" / EXECUTIONS_FILE).exists(), what="the journal emptied")
         assert second.stop() == 0
     finally:
         obs.close()

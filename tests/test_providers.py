@@ -48,9 +48,24 @@ def tiny_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny provider installed into a folder of its own, as `pip install` would into a venv."""
     target = tmp_path_factory.mktemp("tiny-site")
     build = tmp_path_factory.mktemp("tiny-build")
-    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                           "--no-deps", "--target", str(target), str(HERE / "tiny_provider")],
-                          capture_output=True, text=True, timeout=300, cwd=build)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(HERE / "tiny_provider"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=build,
+    )
     assert done.returncode == 0, done.stderr
     assert list(target.glob("mqttbridge_tiny_provider-*.dist-info"))
     return target
@@ -62,28 +77,52 @@ def _env(site: Path) -> dict[str, str]:
 
 def _config(tmp_path: Path, port: int, **account) -> Path:
     path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump({
-        "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": "farm"},
-        "state_dir": str(tmp_path / "state"),
-        "accounts": [{"name": "shed", "provider": "tiny", "tractors": 2, **account}],
-    }))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "mqtt": {"host": "127.0.0.1", "port": port, "base_topic": "farm"},
+                "state_dir": str(tmp_path / "state"),
+                "accounts": [{"name": "shed", "provider": "tiny", "tractors": 2, **account}],
+            }
+        )
+    )
     path.chmod(0o600)
     return path
 
 
 def test_check_config_validates_the_plug_ins_own_keys(tiny_site: Path, tmp_path: Path) -> None:
-    good = subprocess.run([sys.executable, "-m", "mqttbridge", "check-config", "-c", str(_config(tmp_path, 1883))],
-                          capture_output=True, text=True, env=_env(tiny_site), timeout=60)
+    good = subprocess.run(
+        [sys.executable, "-m", "mqttbridge", "check-config", "-c", str(_config(tmp_path, 1883))],
+        capture_output=True,
+        text=True,
+        env=_env(tiny_site),
+        timeout=60,
+    )
     assert good.returncode == 0, good.stderr
     assert "account shed: tiny, 2 tractor(s)" in good.stdout
-    bad = subprocess.run([sys.executable, "-m", "mqttbridge", "check-config", "-c",
-                          str(_config(tmp_path, 1883, tractors=9, colour="red"))],
-                         capture_output=True, text=True, env=_env(tiny_site), timeout=60)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mqttbridge",
+            "check-config",
+            "-c",
+            str(_config(tmp_path, 1883, tractors=9, colour="red")),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(tiny_site),
+        timeout=60,
+    )
     assert bad.returncode == 2
     assert "accounts[0].tractors: must be" in bad.stderr and "accounts[0].colour: unknown key" in bad.stderr
     # without the package the provider is unknown, and said so
-    missing = subprocess.run([sys.executable, "-m", "mqttbridge", "check-config", "-c", str(_config(tmp_path, 1883))],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "mqttbridge", "check-config", "-c", str(_config(tmp_path, 1883))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "accounts[0].provider" in missing.stderr
 
 
@@ -102,11 +141,13 @@ def test_a_provider_from_its_own_package_is_bridged(tiny_site: Path, tmp_path: P
         for n in range(2):
             observer.wait_topic(f"farm/tiny{n:013d}/availability", "online")
         # the pushed status of the first tractor is published like a read: only what changed
-        observer.wait_for(lambda m: m.topic == "farm/tiny0000000000000/source" and m.text == "stream",
-                          what="the pushed status")
+        observer.wait_for(
+            lambda m: m.topic == "farm/tiny0000000000000/source" and m.text == "stream", what="the pushed status"
+        )
         first = "farm/tiny0000000000000/state"
-        state = json.loads(observer.wait_for(
-            lambda m: m.topic == first and json.loads(m.payload)["source"] == "stream").payload)
+        state = json.loads(
+            observer.wait_for(lambda m: m.topic == first and json.loads(m.payload)["source"] == "stream").payload
+        )
         assert state["fuel_level"] == 40.0
         info = json.loads(observer.wait_topic("farm/bridge/info").payload)
         assert info["accounts"] == [{"name": "shed", "provider": "tiny"}]
@@ -153,9 +194,17 @@ class PushingBackend(Backend):
 
 
 def test_a_pushed_status_is_published_like_a_read_and_costs_no_budget(tmp_path: Path, sim) -> None:
-    config = make_config(tmp_path, [account_data(sim.url, poll={"interval": 3600, "daily_budget": 50},
-                                                 vehicles=[{"vin": "WBA00000000000001", "name": "i4"}])],
-                         mqtt={"base_topic": "car"})
+    config = make_config(
+        tmp_path,
+        [
+            account_data(
+                sim.url,
+                poll={"interval": 3600, "daily_budget": 50},
+                vehicles=[{"vin": "WBA00000000000001", "name": "i4"}],
+            )
+        ],
+        mqtt={"base_topic": "car"},
+    )
     backend = PushingBackend(config.accounts[0], StateStore(config.state_dir))
     bridge = Bridge(config, backends={"bmw": backend}, session_factory=FakeSession)
     bridge.start()

@@ -39,8 +39,14 @@ def test_only_changes_are_published_and_fetched_at_alone_is_no_change() -> None:
     vehicle = VehiclePublisher(Publisher(session), "car/i3")
     assert vehicle.status(_status({"odometer": 10, "door_lock_state": "SECURED"}, 0, Location(1.5, 2.5, 90)))
     first = {t for t, _, _ in session.sent}
-    assert first == {"car/i3/odometer", "car/i3/door_lock_state", "car/i3/location", "car/i3/fetched_at",
-                     "car/i3/state", "car/i3/lock"}
+    assert first == {
+        "car/i3/odometer",
+        "car/i3/door_lock_state",
+        "car/i3/location",
+        "car/i3/fetched_at",
+        "car/i3/state",
+        "car/i3/lock",
+    }
     sent = {t: p for t, p, _ in session.sent}
     assert sent["car/i3/location"] == '{"heading":90,"latitude":1.5,"longitude":2.5}'
     session.sent.clear()

@@ -64,8 +64,13 @@ def test_a_double_tap_and_junk_during_a_running_lock_leave_its_record_alone(run,
         obs.publish("car/x1/lock/set", json.dumps({"action": "LOCK", "request_id": "tap-2"}))  # the double tap
         obs.publish("car/x1/lock/set", "OPEN")  # junk
         obs.wait_for(is_event("command_rejected", request_id="tap-2"), start=mark, what="the double tap refused")
-        obs.wait_for(lambda m: is_event("command_rejected", topic="car/x1/lock/set")(m)
-                     and "unknown action" in record(m)["error"], start=mark, what="the junk refused")
+        obs.wait_for(
+            lambda m: (
+                is_event("command_rejected", topic="car/x1/lock/set")(m) and "unknown action" in record(m)["error"]
+            ),
+            start=mark,
+            what="the junk refused",
+        )
         assert follow_to_the_end(obs, vendor, "tap-1", mark) == "EXECUTED"
 
         statuses = [m.text for m in obs.since(mark, "car/x1/lock/status")]
@@ -131,10 +136,15 @@ def test_health_is_ok_as_soon_as_the_bridge_says_online(run, broker, tmp_path: P
     obs = Observer(broker.port, ("car/bridge/state",))
     try:
         run.start()
-        obs.wait_for(lambda m: m.topic == "car/bridge/state" and m.text == "online" and not m.retain,
-                     what="the bridge online")
-        done = subprocess.run([sys.executable, "-m", "mqttbridge", "health", "--state-dir", str(tmp_path / "state")],
-                              capture_output=True, text=True, timeout=60)
+        obs.wait_for(
+            lambda m: m.topic == "car/bridge/state" and m.text == "online" and not m.retain, what="the bridge online"
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "mqttbridge", "health", "--state-dir", str(tmp_path / "state")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout.startswith("ok: pid")
     finally:

@@ -35,8 +35,7 @@ ObserverFactory = Callable[[int], Observer]
 
 HOSTNAME_MISMATCH = "TLS: the broker's certificate does not match the host name"
 UNKNOWN_CA = "TLS: the broker's certificate was refused"
-CLIENT_CERT_HINTS = ("the broker wants a client certificate: set mqtt.tls.certfile and keyfile",
-                     "TLS handshake failed")
+CLIENT_CERT_HINTS = ("the broker wants a client certificate: set mqtt.tls.certfile and keyfile", "TLS handshake failed")
 NOT_AUTHORIZED = "the broker refused the connection: Not authorized (check mqtt.username and mqtt.password)"
 
 
@@ -82,12 +81,24 @@ def _mkdir(path: Path) -> Path:
     return path
 
 
-def bridge_config(sim: SimulatorServer, state_dir: Path, mqtt: dict[str, Any], *,
-                  vehicles: list[dict[str, Any]] | None = None, **account: Any) -> dict[str, Any]:
+def bridge_config(
+    sim: SimulatorServer,
+    state_dir: Path,
+    mqtt: dict[str, Any],
+    *,
+    vehicles: list[dict[str, Any]] | None = None,
+    **account: Any,
+) -> dict[str, Any]:
     cars = list(sim.vehicles.values())
     acc: dict[str, Any] = {
-        "name": "sim", "provider": "bmw_legacy", "base_url": sim.url, "username": sim_server.DEMO_USER,
-        "password": sim_server.DEMO_PASSWORD, "api_key": "key", "api_secret": "secret-of-the-app", "retries": 2,
+        "name": "sim",
+        "provider": "bmw_legacy",
+        "base_url": sim.url,
+        "username": sim_server.DEMO_USER,
+        "password": sim_server.DEMO_PASSWORD,
+        "api_key": "key",
+        "api_secret": "secret-of-the-app",
+        "retries": 2,
         "poll": {"interval": 60, "offline_after": 2},
         "commands": {"poll_interval": 0.1, "timeout": 15, "refresh_delay": 0},
         "vehicles": vehicles if vehicles is not None else [{"vin": cars[0].vin, "name": "i3"}],
@@ -160,7 +171,11 @@ def assert_never_online(broker: Broker, observer: Observer) -> None:
 
 
 def test_tls_with_the_right_ca_and_host_name_connects(
-    tls: Broker, pki: Pki, sim: SimulatorServer, tmp_path: Path, observer_factory: ObserverFactory,
+    tls: Broker,
+    pki: Pki,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    observer_factory: ObserverFactory,
 ) -> None:
     observer = observer_factory(tls.port)
     mqtt = {"host": "localhost", "port": tls.secure_port, "tls": {"ca_certs": str(pki.ca.cert)}}
@@ -182,8 +197,15 @@ def test_tls_with_the_right_ca_and_host_name_connects(
     ],
 )
 def test_tls_refused_keeps_the_daemon_alive_and_never_online(
-    tls: Broker, pki: Pki, sim: SimulatorServer, tmp_path: Path, observer_factory: ObserverFactory, host: str,
-    ca: str, insecure: bool, expected: str,
+    tls: Broker,
+    pki: Pki,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    observer_factory: ObserverFactory,
+    host: str,
+    ca: str,
+    insecure: bool,
+    expected: str,
 ) -> None:
     observer = observer_factory(tls.port)
     ca_file = (pki.ca if ca == "ca" else pki.other_ca).cert
@@ -204,11 +226,14 @@ def test_tls_refused_keeps_the_daemon_alive_and_never_online(
 
 
 def test_tls_insecure_skips_only_the_host_name_check_and_warns(
-    tls: Broker, pki: Pki, sim: SimulatorServer, tmp_path: Path, observer_factory: ObserverFactory,
+    tls: Broker,
+    pki: Pki,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    observer_factory: ObserverFactory,
 ) -> None:
     observer = observer_factory(tls.port)
-    mqtt = {"host": "127.0.0.1", "port": tls.secure_port,
-            "tls": {"ca_certs": str(pki.ca.cert), "insecure": True}}
+    mqtt = {"host": "127.0.0.1", "port": tls.secure_port, "tls": {"ca_certs": str(pki.ca.cert), "insecure": True}}
     with daemon_running(tmp_path / "d", bridge_config(sim, tmp_path / "state", mqtt)) as daemon:
         observer.wait_topic(STATE, "online", timeout=WAIT)
         log = log_text(daemon)
@@ -218,7 +243,10 @@ def test_tls_insecure_skips_only_the_host_name_check_and_warns(
 
 
 def test_tls_client_certificate(
-    pki: Pki, sim: SimulatorServer, tmp_path: Path, observer_factory: ObserverFactory,
+    pki: Pki,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    observer_factory: ObserverFactory,
 ) -> None:
     broker = tls_broker(_mkdir(tmp_path / "broker"), pki, require_certificate=True)
     broker.start()
@@ -228,8 +256,11 @@ def test_tls_client_certificate(
         mqtt = {"host": "localhost", "port": broker.secure_port, "tls": tls_conf}
         with daemon_running(tmp_path / "without", bridge_config(sim, tmp_path / "state", mqtt)) as daemon:
             # TLS 1.3 hears of it after the handshake (a disconnect), TLS 1.2 during it
-            log = wait_until(lambda: sum(log_text(daemon).count(hint) for hint in CLIENT_CERT_HINTS) >= 2, WAIT,
-                             "the missing client certificate reported twice") and log_text(daemon)
+            log = wait_until(
+                lambda: sum(log_text(daemon).count(hint) for hint in CLIENT_CERT_HINTS) >= 2,
+                WAIT,
+                "the missing client certificate reported twice",
+            ) and log_text(daemon)
             assert daemon.alive() and "connected to the broker" not in log
             assert_never_online(broker, observer)
         tls_conf.update(certfile=str(pki.client_cert), keyfile=str(pki.client_key))
@@ -255,11 +286,13 @@ def auth_broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 def test_wrong_credentials_are_reported_and_retried_with_back_off(
-    auth_broker: Broker, sim: SimulatorServer, tmp_path: Path, observer_factory: ObserverFactory,
+    auth_broker: Broker,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    observer_factory: ObserverFactory,
 ) -> None:
     observer = observer_factory(auth_broker.port)
-    mqtt = {"host": "127.0.0.1", "port": auth_broker.secure_port, "username": "bridge",
-            "password": "wrong-pass-9d2e"}
+    mqtt = {"host": "127.0.0.1", "port": auth_broker.secure_port, "username": "bridge", "password": "wrong-pass-9d2e"}
     with daemon_running(tmp_path / "d", bridge_config(sim, tmp_path / "state", mqtt)) as daemon:
         log = wait_log(daemon, NOT_AUTHORIZED, count=4)
         refused_at = log_times(log, NOT_AUTHORIZED)
@@ -276,21 +309,30 @@ def test_wrong_credentials_are_reported_and_retried_with_back_off(
 
 
 def test_wrong_credentials_with_mqtt_3_1_1(
-    auth_broker: Broker, sim: SimulatorServer, tmp_path: Path,
+    auth_broker: Broker,
+    sim: SimulatorServer,
+    tmp_path: Path,
 ) -> None:
-    mqtt = {"host": "127.0.0.1", "port": auth_broker.secure_port, "username": "nobody", "password": "x-pass-77",
-            "protocol": "3.1.1"}
+    mqtt = {
+        "host": "127.0.0.1",
+        "port": auth_broker.secure_port,
+        "username": "nobody",
+        "password": "x-pass-77",
+        "protocol": "3.1.1",
+    }
     with daemon_running(tmp_path / "d", bridge_config(sim, tmp_path / "state", mqtt)) as daemon:
         wait_log(daemon, NOT_AUTHORIZED, count=2)
         assert daemon.alive()
 
 
 def test_right_credentials_connect(
-    auth_broker: Broker, sim: SimulatorServer, tmp_path: Path, observer_factory: ObserverFactory,
+    auth_broker: Broker,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    observer_factory: ObserverFactory,
 ) -> None:
     observer = observer_factory(auth_broker.port)
-    mqtt = {"host": "127.0.0.1", "port": auth_broker.secure_port, "username": "bridge",
-            "password": "right-pass-5b1c"}
+    mqtt = {"host": "127.0.0.1", "port": auth_broker.secure_port, "username": "bridge", "password": "right-pass-5b1c"}
     with daemon_running(tmp_path / "d", bridge_config(sim, tmp_path / "state", mqtt)) as daemon:
         observer.wait_topic(f"{BASE}/i3/availability", "online", timeout=WAIT)
         assert observer.last(STATE) is not None and observer.last(STATE).text == "online"
@@ -310,7 +352,10 @@ WRONG_CODE = "wr0ng-C0de-4Hq"
 
 
 def test_no_secret_ever_reaches_the_log_or_mqtt(
-    sim: SimulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, observer_factory: ObserverFactory,
+    sim: SimulatorServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    observer_factory: ObserverFactory,
 ) -> None:
     monkeypatch.setattr(sim_server, "DEMO_PASSWORD", ACCOUNT_PASSWORD)  # "demo" would be no test
     issued: list[str] = []  # every access and refresh token the vendor hands out
@@ -329,11 +374,14 @@ def test_no_secret_ever_reaches_the_log_or_mqtt(
     broker.start()
     state_dir = tmp_path / "state"
     cars = list(sim.vehicles.values())
-    vehicles = [{"vin": cars[0].vin, "name": "i3"},
-                {"vin": cars[1].vin, "name": "i3_rex", "allow_unlock": True, "unlock_code": UNLOCK_CODE}]
+    vehicles = [
+        {"vin": cars[0].vin, "name": "i3"},
+        {"vin": cars[1].vin, "name": "i3_rex", "allow_unlock": True, "unlock_code": UNLOCK_CODE},
+    ]
     mqtt = {"host": "127.0.0.1", "port": broker.secure_port, "username": "bridge", "password": MQTT_PASSWORD}
-    config = bridge_config(sim, state_dir, mqtt, vehicles=vehicles, password=ACCOUNT_PASSWORD,
-                           api_key=API_KEY, api_secret=API_SECRET)
+    config = bridge_config(
+        sim, state_dir, mqtt, vehicles=vehicles, password=ACCOUNT_PASSWORD, api_key=API_KEY, api_secret=API_SECRET
+    )
     sent: list[tuple[str, bytes]] = []
     root = f"{BASE}/i3_rex"
     try:
@@ -356,29 +404,44 @@ def test_no_secret_ever_reaches_the_log_or_mqtt(
             assert first_token in issued
 
             command(f"{root}/lock/set", "LOCK", status_is("lock", "EXECUTED"), "LOCK executed")
-            wrong = command(f"{root}/lock/set", json.dumps({"action": "UNLOCK", "code": WRONG_CODE}),
-                            status_is("lock", "REJECTED"), "the wrong code rejected")
+            wrong = command(
+                f"{root}/lock/set",
+                json.dumps({"action": "UNLOCK", "code": WRONG_CODE}),
+                status_is("lock", "REJECTED"),
+                "the wrong code rejected",
+            )
             assert wrong.text == "REJECTED"
-            command(f"{root}/lock/set", json.dumps({"action": "UNLOCK", "code": UNLOCK_CODE}),
-                    status_is("lock", "EXECUTED"), "UNLOCK executed")
+            command(
+                f"{root}/lock/set",
+                json.dumps({"action": "UNLOCK", "code": UNLOCK_CODE}),
+                status_is("lock", "EXECUTED"),
+                "UNLOCK executed",
+            )
 
-            requests.post(f"{sim.url}/_sim/faults", json={"endpoint": "status", "http_status": 500, "count": 50},
-                          timeout=5).raise_for_status()
+            requests.post(
+                f"{sim.url}/_sim/faults", json={"endpoint": "status", "http_status": 500, "count": 50}, timeout=5
+            ).raise_for_status()
             command(f"{root}/refresh/set", "PRESS", status_is("refresh", "FAILED"), "the refresh failed")
-            requests.post(f"{sim.url}/_sim/faults", json={"endpoint": "executeService", "http_status": 500,
-                                                          "count": 1}, timeout=5).raise_for_status()
-            requests.post(f"{sim.url}/_sim/faults", json={"endpoint": "status", "count": 0},
-                          timeout=5).raise_for_status()
+            requests.post(
+                f"{sim.url}/_sim/faults", json={"endpoint": "executeService", "http_status": 500, "count": 1}, timeout=5
+            ).raise_for_status()
+            requests.post(
+                f"{sim.url}/_sim/faults", json={"endpoint": "status", "count": 0}, timeout=5
+            ).raise_for_status()
             failed = command(f"{root}/horn/set", "PRESS", status_is("horn", "FAILED"), "the horn failed")
             assert failed.text == "FAILED"
 
             requests.post(f"{sim.url}/_sim/tokens/revoke", timeout=5).raise_for_status()
             command(f"{root}/refresh/set", "PRESS", status_is("refresh", "EXECUTED"), "refresh after re-login")
             second_token = wait_until(
-                lambda: (json.loads(tokens_file.read_text()).get("access_token")
-                         if tokens_file.exists() else None) not in (None, first_token)
-                and json.loads(tokens_file.read_text())["access_token"],
-                WAIT, "a new token after the re-login")
+                lambda: (
+                    (json.loads(tokens_file.read_text()).get("access_token") if tokens_file.exists() else None)
+                    not in (None, first_token)
+                    and json.loads(tokens_file.read_text())["access_token"]
+                ),
+                WAIT,
+                "a new token after the re-login",
+            )
             assert second_token in issued
             assert daemon.stop(signal.SIGTERM) == 0
             log = log_text(daemon)
@@ -393,8 +456,12 @@ def test_no_secret_ever_reaches_the_log_or_mqtt(
 
     basic = base64.b64encode(f"{API_KEY}:{API_SECRET}".encode()).decode()
     secrets = {
-        "mqtt password": MQTT_PASSWORD, "account password": ACCOUNT_PASSWORD, "api_key": API_KEY,
-        "api_secret": API_SECRET, "HTTP Basic credential": basic, "unlock code": UNLOCK_CODE,
+        "mqtt password": MQTT_PASSWORD,
+        "account password": ACCOUNT_PASSWORD,
+        "api_key": API_KEY,
+        "api_secret": API_SECRET,
+        "HTTP Basic credential": basic,
+        "unlock code": UNLOCK_CODE,
         "the wrong unlock code": WRONG_CODE,
         **{f"vendor token {i}": token for i, token in enumerate(issued)},
     }

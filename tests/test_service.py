@@ -155,8 +155,14 @@ def test_monitor_writes_a_private_heartbeat_and_feeds_the_watchdog(tmp_path: Pat
     finally:
         monitor.stop()
     data = json.loads((state / HEARTBEAT_FILE).read_text())
-    assert data == {"pid": os.getpid(), "time": 1234.5, "connected": True, "alive": True, "version": __version__,
-                    "stopped": True}
+    assert data == {
+        "pid": os.getpid(),
+        "time": 1234.5,
+        "connected": True,
+        "alive": True,
+        "version": __version__,
+        "stopped": True,
+    }
     assert stat.S_IMODE((state / HEARTBEAT_FILE).stat().st_mode) == 0o600
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
 

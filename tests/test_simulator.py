@@ -67,10 +67,18 @@ class Client:
         self.http = requests.Session()
         self.token: str | None = None
 
-    def login(self, path: str = "/gcdm/oauth/token", password: str = "demo",
-              auth: tuple[str, str] | None = ("app-key", "app-secret")) -> requests.Response:
-        form = {"grant_type": "password", "username": "demo@example.com", "password": password,
-                "scope": "authenticate_user vehicle_data remote_services"}
+    def login(
+        self,
+        path: str = "/gcdm/oauth/token",
+        password: str = "demo",
+        auth: tuple[str, str] | None = ("app-key", "app-secret"),
+    ) -> requests.Response:
+        form = {
+            "grant_type": "password",
+            "username": "demo@example.com",
+            "password": password,
+            "scope": "authenticate_user vehicle_data remote_services",
+        }
         response = self.http.post(self.url + path, data=form, auth=auth, timeout=5)
         if response.status_code == 200:
             self.token = response.json()["access_token"]
@@ -192,8 +200,9 @@ def test_wrong_password_is_invalid_grant(client: Client) -> None:
     assert response.json()["error"] == "invalid_grant" and response.json()["error_description"]
 
 
-@pytest.mark.parametrize("authorization", [None, "Bearer abc", "Basic !!!notbase64", "Basic " +
-                                           base64.b64encode(b"no-colon").decode()])
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer abc", "Basic !!!notbase64", "Basic " + base64.b64encode(b"no-colon").decode()]
+)
 def test_token_needs_a_basic_client_credential(client: Client, authorization: str | None) -> None:
     headers = {"Authorization": authorization} if authorization else {}
     form = {"grant_type": "password", "username": "demo@example.com", "password": "demo", "scope": "x"}
@@ -258,8 +267,9 @@ def test_responses_carry_gateway_headers_and_a_length(client: Client) -> None:
 
 
 def test_status_ignores_the_observer_query(client: Client, vins: list[str]) -> None:
-    response = client.get(f"/user/vehicles/{vins[BEV]}/status",
-                          params={"deviceTime": "2021-11-05T08:30:00", "dlat": "0.0", "dlon": "0.0"})
+    response = client.get(
+        f"/user/vehicles/{vins[BEV]}/status", params={"deviceTime": "2021-11-05T08:30:00", "dlat": "0.0", "dlon": "0.0"}
+    )
     status = response.json()["vehicleStatus"]
     assert status["vin"] == vins[BEV]
     assert status["remainingFuel"] == 0 and "remainingRangeFuel" not in status
@@ -271,12 +281,27 @@ def test_status_ignores_the_observer_query(client: Client, vins: list[str]) -> N
 def test_demo_cars_have_the_fields_of_their_drive_train(client: Client, vins: list[str]) -> None:
     statuses = [client.status(vin) for vin in vins]
     for status in statuses:
-        for key in ("doorLockState", "mileage", "updateTime", "updateReason", "hood", "trunk",
-                    "windowDriverFront", "cbsData", "checkControlMessages", "remainingFuel"):
+        for key in (
+            "doorLockState",
+            "mileage",
+            "updateTime",
+            "updateReason",
+            "hood",
+            "trunk",
+            "windowDriverFront",
+            "cbsData",
+            "checkControlMessages",
+            "remainingFuel",
+        ):
             assert key in status, key
     for index in (BEV, REX, PHEV):
-        for key in ("chargingLevelHv", "remainingRangeElectric", "maxRangeElectric",
-                    "chargingStatus", "connectionStatus"):
+        for key in (
+            "chargingLevelHv",
+            "remainingRangeElectric",
+            "maxRangeElectric",
+            "chargingStatus",
+            "connectionStatus",
+        ):
             assert key in statuses[index], key
     assert "chargingStatus" not in statuses[PETROL] and statuses[PETROL]["remainingRangeFuel"] > 0
     assert 0 < statuses[REX]["maxFuel"] <= 10 and "remainingRangeFuel" in statuses[REX]
@@ -314,8 +339,9 @@ def test_concurrent_requests(client: Client, vins: list[str]) -> None:
     headers = client._headers()
 
     def fetch(vin: str) -> int:
-        return requests.get(f"{client.url}/webapi/v1/user/vehicles/{vin}/status", headers=headers,
-                            timeout=5).status_code
+        return requests.get(
+            f"{client.url}/webapi/v1/user/vehicles/{vin}/status", headers=headers, timeout=5
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert set(pool.map(fetch, vins * 8)) == {200}
@@ -330,10 +356,16 @@ def test_execution_timeline(client: Client, vins: list[str]) -> None:
     assert started["status"] == "INITIATED" and started["serviceType"] == "LIGHT_FLASH"
     assert re.fullmatch(r"[0-9a-f]{24}@bmw\.de", started["eventId"])
     # (seconds to advance, status then, extendedStatus.result); binary-exact steps, no float drift
-    expected = [(0.0, "INITIATED", None), (0.75, "INITIATED", None), (0.25, "PENDING", "STATUS_UNKNOWN"),
-                (0.75, "PENDING", "STATUS_UNKNOWN"), (0.25, "DELIVERED", "STATUS_UNKNOWN"),
-                (0.75, "DELIVERED", "STATUS_UNKNOWN"), (0.25, "EXECUTED", "STATUS_CHANGED"),
-                (100, "EXECUTED", "STATUS_CHANGED")]
+    expected = [
+        (0.0, "INITIATED", None),
+        (0.75, "INITIATED", None),
+        (0.25, "PENDING", "STATUS_UNKNOWN"),
+        (0.75, "PENDING", "STATUS_UNKNOWN"),
+        (0.25, "DELIVERED", "STATUS_UNKNOWN"),
+        (0.75, "DELIVERED", "STATUS_UNKNOWN"),
+        (0.25, "EXECUTED", "STATUS_CHANGED"),
+        (100, "EXECUTED", "STATUS_CHANGED"),
+    ]
     for advance, status, result in expected:
         client.clock.advance(advance)
         body = client.execution(vins[BEV], "LIGHT_FLASH").json()["executionStatus"]
@@ -345,24 +377,55 @@ def _position(status: dict[str, Any]) -> tuple[float, float]:
     return status["position"]["lat"], status["position"]["lon"]
 
 
-@pytest.mark.parametrize("index,service,form,check", [
-    (PETROL, "DOOR_LOCK", {}, lambda before, after: (before["doorLockState"], after["doorLockState"])
-     == ("UNLOCKED", "SECURED")),
-    (BEV, "DOOR_UNLOCK", {}, lambda before, after: (before["doorLockState"], after["doorLockState"])
-     == ("SECURED", "UNLOCKED")),
-    (BEV, "CLIMATE_NOW", {}, lambda before, after: (before["DCS_CCH_Ongoing"], after["DCS_CCH_Ongoing"])
-     == (False, True)),
-    (BEV, "CHARGE_NOW", {}, lambda before, after: after["chargingStatus"] == "CHARGING"
-     and after["chargingTimeRemaining"] > 0 and after["updateReason"] == "CHARGING_STARTED"
-     and "chargingTimeRemaining" not in before),
-    (BEV, "VEHICLE_FINDER", {}, lambda before, after: after["position"]["status"] == "OK"
-     and _position(after) != _position(before)
-     and abs(_position(after)[0] - _position(before)[0]) < 0.01),
-    (BEV, "LIGHT_FLASH", {"count": "2"}, lambda before, after: before == after),
-    (PHEV, "HORN_BLOW", {}, lambda before, after: before == after),
-])
-def test_service_reaches_executed_and_changes_the_car(client: Client, vins: list[str], index: int,
-                                                      service: str, form: dict[str, str], check: Any) -> None:
+@pytest.mark.parametrize(
+    "index,service,form,check",
+    [
+        (
+            PETROL,
+            "DOOR_LOCK",
+            {},
+            lambda before, after: (before["doorLockState"], after["doorLockState"]) == ("UNLOCKED", "SECURED"),
+        ),
+        (
+            BEV,
+            "DOOR_UNLOCK",
+            {},
+            lambda before, after: (before["doorLockState"], after["doorLockState"]) == ("SECURED", "UNLOCKED"),
+        ),
+        (
+            BEV,
+            "CLIMATE_NOW",
+            {},
+            lambda before, after: (before["DCS_CCH_Ongoing"], after["DCS_CCH_Ongoing"]) == (False, True),
+        ),
+        (
+            BEV,
+            "CHARGE_NOW",
+            {},
+            lambda before, after: (
+                after["chargingStatus"] == "CHARGING"
+                and after["chargingTimeRemaining"] > 0
+                and after["updateReason"] == "CHARGING_STARTED"
+                and "chargingTimeRemaining" not in before
+            ),
+        ),
+        (
+            BEV,
+            "VEHICLE_FINDER",
+            {},
+            lambda before, after: (
+                after["position"]["status"] == "OK"
+                and _position(after) != _position(before)
+                and abs(_position(after)[0] - _position(before)[0]) < 0.01
+            ),
+        ),
+        (BEV, "LIGHT_FLASH", {"count": "2"}, lambda before, after: before == after),
+        (PHEV, "HORN_BLOW", {}, lambda before, after: before == after),
+    ],
+)
+def test_service_reaches_executed_and_changes_the_car(
+    client: Client, vins: list[str], index: int, service: str, form: dict[str, str], check: Any
+) -> None:
     vin = vins[index]
     before = client.status(vin)
     assert _run_to_end(client, vin, service, **form) == FLOW
@@ -421,18 +484,20 @@ def test_last_execution_of_the_type_is_reported(client: Client, vins: list[str])
     assert first != second and body["eventId"] == second and body["status"] == "INITIATED"
 
 
-@pytest.mark.parametrize("index,form,problem", [
-    (PETROL, {"serviceType": "CHARGE_NOW"}, "not activated"),
-    (BEV, {"serviceType": "SELF_DESTRUCT"}, "unknown"),
-    (BEV, {}, "missing"),
-    (BEV, {"serviceType": "CHARGING_CONTROL", "data": "[1, 2]"}, "JSON object"),
-    (BEV, {"serviceType": "CHARGING_CONTROL", "data": "{not json"}, "JSON object"),
-    (BEV, {"serviceType": "CHARGING_CONTROL"}, "JSON object"),
-    (PETROL, {"serviceType": "CHARGING_CONTROL", "data": "{}"}, "not activated"),
-    (BEV, {"serviceType": "LIGHT_FLASH", "count": "many"}, "count"),
-])
-def test_refused_services(client: Client, vins: list[str], index: int, form: dict[str, str],
-                          problem: str) -> None:
+@pytest.mark.parametrize(
+    "index,form,problem",
+    [
+        (PETROL, {"serviceType": "CHARGE_NOW"}, "not activated"),
+        (BEV, {"serviceType": "SELF_DESTRUCT"}, "unknown"),
+        (BEV, {}, "missing"),
+        (BEV, {"serviceType": "CHARGING_CONTROL", "data": "[1, 2]"}, "JSON object"),
+        (BEV, {"serviceType": "CHARGING_CONTROL", "data": "{not json"}, "JSON object"),
+        (BEV, {"serviceType": "CHARGING_CONTROL"}, "JSON object"),
+        (PETROL, {"serviceType": "CHARGING_CONTROL", "data": "{}"}, "not activated"),
+        (BEV, {"serviceType": "LIGHT_FLASH", "count": "many"}, "count"),
+    ],
+)
+def test_refused_services(client: Client, vins: list[str], index: int, form: dict[str, str], problem: str) -> None:
     response = client.post(f"/user/vehicles/{vins[index]}/executeService", form)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == 400 and problem in response.json()["error"]["description"]
@@ -536,8 +601,7 @@ def test_raw_body_fault(client: Client, vins: list[str]) -> None:
     response = client.get(f"/user/vehicles/{vins[BEV]}/status")
     assert response.status_code == 200 and response.text == "<<not json>>"
     assert response.headers["Content-Type"] == "text/plain"
-    client.fault(endpoint="vehicles", http_status=502, count=1, body="<b>bad gateway</b>",
-                 content_type="text/html")
+    client.fault(endpoint="vehicles", http_status=502, count=1, body="<b>bad gateway</b>", content_type="text/html")
     response = client.get("/user/vehicles")
     assert response.status_code == 502 and response.headers["Content-Type"] == "text/html"
 
@@ -587,22 +651,25 @@ def test_delay_makes_a_client_time_out(client: Client, vins: list[str]) -> None:
         client.get(f"/user/vehicles/{vins[BEV]}/status", timeout=0.2)
 
 
-@pytest.mark.parametrize("rule,problem", [
-    ({"endpoint": "statuz", "http_status": 500}, "endpoint"),
-    ({"endpoint": "status", "http_status": "500"}, "http_status"),
-    ({"endpoint": "status", "http_status": 500, "count": "2"}, "count"),
-    ({"endpoint": "status", "http_status": 500, "count": True}, "count"),
-    ({"endpoint": "status", "http_status": 500, "count": -1}, "count"),
-    ({"endpoint": "status", "http_status": 500, "retry_after": "soon"}, "retry_after"),
-    ({"endpoint": "status", "http_status": 500, "body": {"a": 1}}, "body"),
-    ({"endpoint": "status", "http_status": 500, "delay": -1}, "delay"),
-    ({"endpoint": "status", "http_status": 500, "colour": "red"}, "unknown key"),
-    ({"endpoint": "status"}, "http_status"),
-    ({"endpoint": "serviceExecutionStatus", "outcome": "EXPLODED"}, "outcome"),
-    ({"endpoint": "status", "outcome": "NOT_EXECUTED"}, "serviceExecutionStatus"),
-    ({"endpoint": "serviceExecutionStatus", "outcome": "TIMED_OUT", "http_status": 500}, "http_status"),
-    ([1, 2], "JSON object"),
-])
+@pytest.mark.parametrize(
+    "rule,problem",
+    [
+        ({"endpoint": "statuz", "http_status": 500}, "endpoint"),
+        ({"endpoint": "status", "http_status": "500"}, "http_status"),
+        ({"endpoint": "status", "http_status": 500, "count": "2"}, "count"),
+        ({"endpoint": "status", "http_status": 500, "count": True}, "count"),
+        ({"endpoint": "status", "http_status": 500, "count": -1}, "count"),
+        ({"endpoint": "status", "http_status": 500, "retry_after": "soon"}, "retry_after"),
+        ({"endpoint": "status", "http_status": 500, "body": {"a": 1}}, "body"),
+        ({"endpoint": "status", "http_status": 500, "delay": -1}, "delay"),
+        ({"endpoint": "status", "http_status": 500, "colour": "red"}, "unknown key"),
+        ({"endpoint": "status"}, "http_status"),
+        ({"endpoint": "serviceExecutionStatus", "outcome": "EXPLODED"}, "outcome"),
+        ({"endpoint": "status", "outcome": "NOT_EXECUTED"}, "serviceExecutionStatus"),
+        ({"endpoint": "serviceExecutionStatus", "outcome": "TIMED_OUT", "http_status": 500}, "http_status"),
+        ([1, 2], "JSON object"),
+    ],
+)
 def test_bad_fault_rules_are_refused(client: Client, rule: Any, problem: str) -> None:
     response = client.http.post(f"{client.url}/_sim/faults", json=rule, timeout=5)
     assert response.status_code == 400
@@ -621,8 +688,7 @@ def test_fault_body_that_is_not_json(client: Client) -> None:
 def test_patch_merges_and_null_removes(client: Client, vins: list[str]) -> None:
     vin = vins[BEV]
     client.clock.advance(60)
-    patch = {"doorLockState": "UNLOCKED", "position": {"heading": 90}, "sunroof": None,
-             "chargingLevelHv": 80}
+    patch = {"doorLockState": "UNLOCKED", "position": {"heading": 90}, "sunroof": None, "chargingLevelHv": 80}
     response = client.http.patch(f"{client.url}/_sim/vehicles/{vin}/status", json=patch, timeout=5)
     assert response.status_code == 200
     patched = response.json()["vehicleStatus"]
@@ -632,21 +698,26 @@ def test_patch_merges_and_null_removes(client: Client, vins: list[str]) -> None:
     assert status["position"] == {"lat": 48.137462, "lon": 11.575382, "heading": 90, "status": "OK"}
     assert "sunroof" not in status
     assert status["updateTime"] == "2021-11-05T08:31:00+0000"
-    client.http.patch(f"{client.url}/_sim/vehicles/{vin}/status",
-                      json={"updateTime": "2021-01-01T00:00:00+0000"}, timeout=5)
+    client.http.patch(
+        f"{client.url}/_sim/vehicles/{vin}/status", json={"updateTime": "2021-01-01T00:00:00+0000"}, timeout=5
+    )
     assert client.status(vin)["updateTime"] == "2021-01-01T00:00:00+0000"
     assert client.log("/_sim") == []
 
 
-@pytest.mark.parametrize("vin_index,body,status", [
-    (BEV, "{broken", 400),
-    (BEV, "[1]", 400),
-    (None, "{}", 404),
-])
+@pytest.mark.parametrize(
+    "vin_index,body,status",
+    [
+        (BEV, "{broken", 400),
+        (BEV, "[1]", 400),
+        (None, "{}", 404),
+    ],
+)
 def test_bad_patches(client: Client, vins: list[str], vin_index: int | None, body: str, status: int) -> None:
     vin = vins[vin_index] if vin_index is not None else "NOPE"
-    response = client.http.patch(f"{client.url}/_sim/vehicles/{vin}/status", data=body,
-                                 headers={"Content-Type": "application/json"}, timeout=5)
+    response = client.http.patch(
+        f"{client.url}/_sim/vehicles/{vin}/status", data=body, headers={"Content-Type": "application/json"}, timeout=5
+    )
     assert response.status_code == status and response.json()["error"]
 
 
@@ -754,8 +825,9 @@ def test_every_capture_folder_loads_and_is_served(captures: Path, make_client: A
     for folder, car in zip(folders, cars, strict=True):
         expected = json.loads((folder / "status.json").read_text(encoding="utf-8"))["vehicleStatus"]
         served = client.status(car.vin)
-        assert {k: v for k, v in served.items() if k != "vin"} == \
-            {k: v for k, v in expected.items() if k != "vin"}, folder.name
+        assert {k: v for k, v in served.items() if k != "vin"} == {k: v for k, v in expected.items() if k != "vin"}, (
+            folder.name
+        )
         assert served["vin"] == car.vin
 
 
@@ -784,9 +856,13 @@ def test_capture_datasets_are_served_as_they_are(captures: Path, make_client: An
     folder = captures / "G30_PHEV_OS7"
     client = make_client([load_vehicle_dir(folder)])
     vin = "G30_PHEV_OS7_VIN"
-    files = {"statistics/lastTrip": "last_trip.json", "statistics/allTrips": "all_trips.json",
-             "chargingprofile": "charging_profile.json", "destinations": "last_destinations.json",
-             "rangemap": "range_maps.json"}
+    files = {
+        "statistics/lastTrip": "last_trip.json",
+        "statistics/allTrips": "all_trips.json",
+        "chargingprofile": "charging_profile.json",
+        "destinations": "last_destinations.json",
+        "rangemap": "range_maps.json",
+    }
     for path, name in files.items():
         expected = json.loads((folder / name).read_text(encoding="utf-8"))
         assert client.get(f"/user/vehicles/{vin}/{path}").json() == expected, path
@@ -830,10 +906,16 @@ def test_vehicle_list_entry_matching_the_status_vin_is_used(tmp_path: Path) -> N
     folder.mkdir()
     status = {"vehicleStatus": {"vin": "B", "doorLockState": "LOCKED"}}
     (folder / "status.json").write_text(json.dumps(status))
-    (folder / "vehicles.json").write_text(json.dumps({"vehicles": [
-        {"vin": "A", "model": "first", "driveTrain": "CONV"},
-        {"vin": "B", "model": "second", "driveTrain": "PHEV"},
-    ]}))
+    (folder / "vehicles.json").write_text(
+        json.dumps(
+            {
+                "vehicles": [
+                    {"vin": "A", "model": "first", "driveTrain": "CONV"},
+                    {"vin": "B", "model": "second", "driveTrain": "PHEV"},
+                ]
+            }
+        )
+    )
     (folder / "destinations.json").write_text(json.dumps({"destinations": [{"lat": 1, "lon": 2}]}))
     car = load_vehicle_dir(folder)
     assert car.vin == "B" and car.model == "second" and car.drive_train == "PHEV"

@@ -14,24 +14,36 @@ from mqttbridge.normalize import flatten, number, snake_case, snake_keys
 from mqttbridge.statestore import StateStore
 
 
-@pytest.mark.parametrize("name,expected", [
-    ("doorDriverFront", "door_driver_front"),
-    ("updateReason", "update_reason"),
-    ("internalDataTimeUTC", "internal_data_time_utc"),
-    ("DCS_CCH_Activation", "dcs_cch_activation"),
-    ("remainingRangeFuelMls", "remaining_range_fuel_mls"),
-    ("chargingLevelHv", "charging_level_hv"),
-    ("socmax", "socmax"),
-    ("a4a", "a4a"),
-])
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("doorDriverFront", "door_driver_front"),
+        ("updateReason", "update_reason"),
+        ("internalDataTimeUTC", "internal_data_time_utc"),
+        ("DCS_CCH_Activation", "dcs_cch_activation"),
+        ("remainingRangeFuelMls", "remaining_range_fuel_mls"),
+        ("chargingLevelHv", "charging_level_hv"),
+        ("socmax", "socmax"),
+        ("a4a", "a4a"),
+    ],
+)
 def test_snake_case(name: str, expected: str) -> None:
     assert snake_case(name) == expected
 
 
-@pytest.mark.parametrize("value,expected", [
-    (18.0, 18), (8.9, 8.9), (3, 3), ("12.5", 12.5), (True, None), (None, None), ("x", None),
-    (float("nan"), None),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (18.0, 18),
+        (8.9, 8.9),
+        (3, 3),
+        ("12.5", 12.5),
+        (True, None),
+        (None, None),
+        ("x", None),
+        (float("nan"), None),
+    ],
+)
 def test_number(value, expected) -> None:
     result = number(value)
     assert result == expected and type(result) is type(expected)
@@ -39,7 +51,10 @@ def test_number(value, expected) -> None:
 
 def test_flatten_and_snake_keys() -> None:
     assert flatten({"position": {"lat": 1.0, "status": "OK"}, "cbsData": [{"cbsType": "OIL"}]}) == {
-        "position_lat": 1, "position_status": "OK", "cbs_data": [{"cbs_type": "OIL"}]}
+        "position_lat": 1,
+        "position_status": "OK",
+        "cbs_data": [{"cbs_type": "OIL"}],
+    }
     assert snake_keys({"aB": [{"cD": 2.0}]}) == {"a_b": [{"c_d": 2}]}
 
 
@@ -107,14 +122,18 @@ def test_check_config_with_a_one_letter_key_is_not_garbled(tmp_path: Path, capsy
     from mqttbridge.cli import main
 
     config = tmp_path / "c.yaml"
-    config.write_text("mqtt:\n  hots: x\naccounts:\n- {name: a, provider: bmw_legacy, username: u, password: k,\n"
-                      "   api_key: k, api_secret: k}\n")
+    config.write_text(
+        "mqtt:\n  hots: x\naccounts:\n- {name: a, provider: bmw_legacy, username: u, password: k,\n"
+        "   api_key: k, api_secret: k}\n"
+    )
     config.chmod(0o600)
     assert main(["check-config", "-c", str(config)]) == 2
     err = capsys.readouterr().err
     assert "mqtt.hots: unknown key (did you mean 'host'?)" in err
-    config.write_text("accounts:\n- {name: a, provider: bmw_legacy, username: u, password: k,\n"
-                      "   api_key: key-123456, api_secret: secret-123456}\n")
+    config.write_text(
+        "accounts:\n- {name: a, provider: bmw_legacy, username: u, password: k,\n"
+        "   api_key: key-123456, api_secret: secret-123456}\n"
+    )
     assert main(["check-config", "-c", str(config)]) == 0
     out = capsys.readouterr().out
     assert "accounts[0].password: shorter than 4 characters" in out
@@ -134,8 +153,10 @@ def test_check_config_says_when_a_providers_extra_is_missing(tmp_path: Path, cap
 
     monkeypatch.setattr(importlib, "import_module", without_the_library)
     config = tmp_path / "c.yaml"
-    config.write_text("accounts:\n- {name: kia, provider: hyundai_kia, brand: kia, region: europe, username: u,\n"
-                      "   password: pw-long-enough}\n")
+    config.write_text(
+        "accounts:\n- {name: kia, provider: hyundai_kia, brand: kia, region: europe, username: u,\n"
+        "   password: pw-long-enough}\n"
+    )
     config.chmod(0o600)
     assert main(["check-config", "-c", str(config)]) == 2
     captured = capsys.readouterr()

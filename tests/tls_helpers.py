@@ -44,10 +44,25 @@ class CertAuthority:
     def create(cls, directory: Path, name: str) -> CertAuthority:
         directory.mkdir(parents=True, exist_ok=True)
         cert, key = directory / f"{name}.crt", directory / f"{name}.key"
-        _openssl("req", "-x509", *EC_KEY, "-keyout", str(key), "-out", str(cert), "-days", "2",
-                 "-subj", f"/CN=mqttbridge test {name}", "-config", "/dev/null",
-                 "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        _openssl(
+            "req",
+            "-x509",
+            *EC_KEY,
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=mqttbridge test {name}",
+            "-config",
+            "/dev/null",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        )
         return cls(cert, key)
 
     def issue(self, directory: Path, name: str, *, server: bool, dns: tuple[str, ...] = ()) -> tuple[Path, Path]:
@@ -56,10 +71,37 @@ class CertAuthority:
         csr, ext = directory / f"{name}.csr", directory / f"{name}.ext"
         san = f"subjectAltName = {', '.join(f'DNS:{d}' for d in dns)}\n" if dns else ""
         ext.write_text(_LEAF_EXT.format(usage="serverAuth" if server else "clientAuth", san=san))
-        _openssl("req", "-new", *EC_KEY, "-keyout", str(key), "-out", str(csr), "-subj", f"/CN={name}",
-                 "-config", "/dev/null")
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
-                 "-CAcreateserial", "-out", str(cert), "-days", "2", "-sha256", "-extfile", str(ext))
+        _openssl(
+            "req",
+            "-new",
+            *EC_KEY,
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+            "-subj",
+            f"/CN={name}",
+            "-config",
+            "/dev/null",
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(self.cert),
+            "-CAkey",
+            str(self.key),
+            "-CAcreateserial",
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-sha256",
+            "-extfile",
+            str(ext),
+        )
         return cert, key
 
 
@@ -133,7 +175,8 @@ def password_broker(workdir: Path, users: dict[str, str]) -> Broker:
     binary = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     for index, (user, password) in enumerate(users.items()):
         create = ("-c",) if index == 0 else ()
-        subprocess.run([binary, *create, "-b", str(password_file), user, password], check=True,
-                       capture_output=True, timeout=30)
+        subprocess.run(
+            [binary, *create, "-b", str(password_file), user, password], check=True, capture_output=True, timeout=30
+        )
     password_file.chmod(0o600)
     return Broker(workdir, f"allow_anonymous false\npassword_file {password_file}\n", per_listener_settings=True)

@@ -21,9 +21,14 @@ T = TypeVar("T")
 
 
 class BudgetedBackend(Backend):
-    def __init__(self, inner: Backend, ledger: BudgetLedger, *,
-                 on_change: Callable[[], None] | None = None,
-                 on_call: Callable[[str, str], None] | None = None):
+    def __init__(
+        self,
+        inner: Backend,
+        ledger: BudgetLedger,
+        *,
+        on_change: Callable[[], None] | None = None,
+        on_call: Callable[[str, str], None] | None = None,
+    ):
         super().__init__(inner.account, inner.store, sleep=inner.sleep, clock=inner.clock, policy=inner.policy)
         self.inner = inner
         self.ledger = ledger
@@ -40,14 +45,16 @@ class BudgetedBackend(Backend):
         if blocked is not None:
             raise BudgetExhaustedError(
                 f"the vendor's own limit was reached; no calls until {blocked.isoformat(timespec='minutes')}",
-                until=blocked)
+                until=blocked,
+            )
         if not self.ledger.allows(kind):
             snap = self.ledger.snapshot()
             raise BudgetExhaustedError(
                 f"the daily call budget allows no more {kind.replace('_', ' ')}s ({snap['used']} of "
                 f"{snap['limit']} used, {self.account.poll.command_reserve} kept for commands); "
                 f"it resets at {self.ledger.resets_at().isoformat(timespec='minutes')}",
-                until=self.ledger.resets_at())
+                until=self.ledger.resets_at(),
+            )
         self.ledger.spend(kind)
         result = "error"
         try:
@@ -60,8 +67,11 @@ class BudgetedBackend(Backend):
             if exc.retry_after is not None:
                 until = datetime.now().astimezone() + timedelta(seconds=exc.retry_after)
             self.ledger.vendor_limited(until)
-            log.warning("%s: the vendor's rate limit answered; backing off until %s", self.account.name,
-                        (until or self.ledger.resets_at()).isoformat(timespec="minutes"))
+            log.warning(
+                "%s: the vendor's rate limit answered; backing off until %s",
+                self.account.name,
+                (until or self.ledger.resets_at()).isoformat(timespec="minutes"),
+            )
             raise
         finally:
             made = self._vendor_calls()

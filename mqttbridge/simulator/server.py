@@ -41,8 +41,17 @@ JSON_TYPE = "application/json;charset=UTF-8"
 POLL_INTERVAL = 0.05
 
 FAULT_ENDPOINTS = (
-    "token", "vehicles", "status", "executeService", "serviceExecutionStatus",
-    "lastTrip", "allTrips", "chargingprofile", "destinations", "rangemap", "any",
+    "token",
+    "vehicles",
+    "status",
+    "executeService",
+    "serviceExecutionStatus",
+    "lastTrip",
+    "allTrips",
+    "chargingprofile",
+    "destinations",
+    "rangemap",
+    "any",
 )
 OUTCOMES = ("EXECUTED", "NOT_EXECUTED", "TIMED_OUT", "PENDING")
 #: form and query fields whose values never reach the request log
@@ -230,10 +239,18 @@ def parse_fault(data: Any) -> FaultRule | OutcomeRule:
     if delay is not None and (not _is_number(delay) or not 0 <= delay <= 3600):
         raise ValueError(f"delay must be a number of seconds from 0 to 3600 or null, not {delay!r}")
     if count > 0 and http_status is None and delay is None:
-        raise ValueError("give http_status (the failure to serve) or delay (a late answer), "
-                         "or count 0 to clear the rule")
-    return FaultRule(endpoint=endpoint, count=count, http_status=http_status, retry_after=retry_after,
-                     body=body, content_type=content_type, delay=float(delay or 0.0))
+        raise ValueError(
+            "give http_status (the failure to serve) or delay (a late answer), or count 0 to clear the rule"
+        )
+    return FaultRule(
+        endpoint=endpoint,
+        count=count,
+        http_status=http_status,
+        retry_after=retry_after,
+        body=body,
+        content_type=content_type,
+        delay=float(delay or 0.0),
+    )
 
 
 class Simulation:
@@ -251,17 +268,13 @@ class Simulation:
         if not _is_number(execution_step) or execution_step < 0:
             raise SimulatorError(f"the execution step must be >= 0 seconds, not {execution_step!r}")
         if not _is_int(token_lifetime) or token_lifetime < 1:
-            raise SimulatorError(
-                f"the token lifetime must be a whole number of seconds >= 1, not {token_lifetime!r}"
-            )
+            raise SimulatorError(f"the token lifetime must be a whole number of seconds >= 1, not {token_lifetime!r}")
         self.vehicles: dict[str, SimVehicle] = {}
         for vehicle in vehicles:
             if not vehicle.vin:
                 raise SimulatorError(f"a vehicle from {vehicle.source} has no VIN")
             if vehicle.vin in self.vehicles:
-                raise SimulatorError(
-                    f"VIN {vehicle.vin} is given twice; every simulated car needs its own VIN"
-                )
+                raise SimulatorError(f"VIN {vehicle.vin} is given twice; every simulated car needs its own VIN")
             self.vehicles[vehicle.vin] = vehicle
         self.execution_step = float(execution_step)
         self.token_lifetime = token_lifetime
@@ -295,14 +308,16 @@ class Simulation:
         return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
     def _record(self, request: Request, status: int) -> None:
-        self._log.append({
-            "method": request.method,
-            "path": request.path,
-            "query": _masked(request.query),
-            "form": _masked(request.form()),
-            "time": self._now_wall().isoformat(),
-            "status": status,
-        })
+        self._log.append(
+            {
+                "method": request.method,
+                "path": request.path,
+                "query": _masked(request.query),
+                "form": _masked(request.form()),
+                "time": self._now_wall().isoformat(),
+                "status": status,
+            }
+        )
 
     # -- the execution timeline --------------------------------------------------------------------
 
@@ -311,10 +326,12 @@ class Simulation:
         now = self._clock()
         step = self.execution_step
         open_executions = sorted(
-            ((execution.seq, vehicle, execution)
-             for vehicle in self.vehicles.values()
-             for execution in vehicle.executions
-             if execution.final_status is None and not execution.stuck),
+            (
+                (execution.seq, vehicle, execution)
+                for vehicle in self.vehicles.values()
+                for execution in vehicle.executions
+                if execution.final_status is None and not execution.stuck
+            ),
             key=lambda item: item[0],
         )
         for _seq, vehicle, execution in open_executions:
@@ -415,8 +432,7 @@ class Simulation:
         if endpoint is None:
             return _api_error(404, f"no such resource: {request.path}")
         if request.method != method:
-            return _api_error(405, f"{request.method} is not allowed here; use {method}",
-                              {"Allow": str(method)})
+            return _api_error(405, f"{request.method} is not allowed here; use {method}", {"Allow": str(method)})
         if endpoint == "token":
             return self._token(request)
         problem = self._check_bearer(request)
@@ -455,13 +471,16 @@ class Simulation:
         self._tokens = {token: expiry for token, expiry in self._tokens.items() if expiry > now}
         token = secrets.token_hex(32)
         self._tokens[token] = now + self.token_lifetime
-        return _json(200, {
-            "access_token": token,
-            "token_type": "Bearer",
-            "expires_in": self.token_lifetime,
-            "refresh_token": secrets.token_hex(32),
-            "scope": SCOPE,
-        })
+        return _json(
+            200,
+            {
+                "access_token": token,
+                "token_type": "Bearer",
+                "expires_in": self.token_lifetime,
+                "refresh_token": secrets.token_hex(32),
+                "scope": SCOPE,
+            },
+        )
 
     def _check_bearer(self, request: Request) -> str | None:
         """Why the request is not authorised, or None when its Bearer token is valid."""
@@ -514,9 +533,16 @@ class Simulation:
         )
         vehicle.executions.append(execution)
         logger.info("%s %s initiated (%s)", vehicle.vin, service, execution.event_id)
-        return _json(200, {"executionStatus": {
-            "serviceType": service, "status": "INITIATED", "eventId": execution.event_id,
-        }})
+        return _json(
+            200,
+            {
+                "executionStatus": {
+                    "serviceType": service,
+                    "status": "INITIATED",
+                    "eventId": execution.event_id,
+                }
+            },
+        )
 
     def _execution_status(self, request: Request, vehicle: SimVehicle) -> Response:
         service = request.query.get("serviceType", "")
@@ -732,8 +758,9 @@ class SimulatorServer:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self.simulation = Simulation(vehicles, execution_step=execution_step, token_lifetime=token_lifetime,
-                                     clock=clock, wall_clock=wall_clock)
+        self.simulation = Simulation(
+            vehicles, execution_step=execution_step, token_lifetime=token_lifetime, clock=clock, wall_clock=wall_clock
+        )
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             self._httpd = _HTTPServer((host, port), self.simulation, family)
@@ -758,8 +785,9 @@ class SimulatorServer:
         if self._thread is not None:
             return
         self._serving = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(POLL_INTERVAL,),
-                                        name="simulator", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(POLL_INTERVAL,), name="simulator", daemon=True
+        )
         self._thread.start()
         logger.info("simulator listening on %s with %d vehicle(s)", self.url, len(self.vehicles))
 

@@ -337,8 +337,7 @@ def _cbs(kind: str, due: str, km: int | None = None, state: str = "OK") -> dict[
     texts = {
         "OIL": "Next service due when the stated distance has been covered or by the specified date.",
         "BRAKE_FLUID": "Next change due at the latest by the stated date.",
-        "VEHICLE_CHECK": "Next visual inspection due when the stated distance has been covered "
-        "or by the stated date.",
+        "VEHICLE_CHECK": "Next visual inspection due when the stated distance has been covered or by the stated date.",
         "VEHICLE_TUV": "Next statutory vehicle inspection due by the stated date.",
     }
     item: dict[str, Any] = {"cbsType": kind, "cbsState": state, "cbsDueDate": due}
@@ -406,61 +405,125 @@ DEMO_MODELS: list[dict[str, Any]] = [
             "cbsData": [_cbs("BRAKE_FLUID", "2023-04"), _cbs("VEHICLE_CHECK", "2023-04", 16000)],
         },
         "datasets": {
-            "lastTrip": {"lastTrip": {
-                "efficiencyValue": 0.61, "totalDistance": 23.4, "electricDistance": 23.4,
-                "avgElectricConsumption": 14.2, "avgRecuperation": 3.1, "drivingModeValue": 0.2,
-                "accelerationValue": 0.55, "anticipationValue": 0.72, "totalConsumptionValue": 0.64,
-                "auxiliaryConsumptionValue": 0.81, "avgCombinedConsumption": 0, "electricDistanceRatio": 100,
-                "savedFuel": 1.4, "date": "2021-10-29T07:42:00+0000", "duration": 31,
-            }},
-            "allTrips": {"allTrips": {
-                "avgElectricConsumption": {"communityLow": 0, "communityAverage": 15.12,
-                                           "communityHigh": 31.8, "userAverage": 14.05},
-                "avgRecuperation": {"communityLow": 0, "communityAverage": 3.42,
-                                    "communityHigh": 12.7, "userAverage": 2.96},
-                "chargecycleRange": {"communityAverage": 168.3, "communityHigh": 290, "userAverage": 181.5,
-                                     "userHigh": 247, "userCurrentChargeCycle": 96},
-                "totalElectricDistance": {"communityLow": 2, "communityAverage": 21480.2,
-                                          "communityHigh": 98012.5, "userTotal": 23417.0},
-                "avgCombinedConsumption": {"communityLow": 0, "communityAverage": 0.9,
-                                           "communityHigh": 5.1, "userAverage": 0},
-                "batterySizeMax": 37900,
-                "savedCO2": 612.4,
-                "savedCO2greenEnergy": 2840.75,
-                "totalSavedFuel": 0,
-                "resetDate": "2019-06-14T09:12:44+0000",
-            }},
-            "chargingprofile": {"weeklyPlanner": {
-                "climatizationEnabled": True,
-                "chargingMode": "DELAYED_CHARGING",
-                "chargingPreferences": "CHARGING_WINDOW",
-                "timer1": _timer("07:15", True, _WORKDAYS),
-                "timer2": _timer("09:30", False, ["SATURDAY", "SUNDAY"]),
-                "timer3": _timer("00:00", False, []),
-                "overrideTimer": _timer("06:30", False, ["MONDAY"]),
-                "preferredChargingWindow": {"enabled": True, "startTime": "22:00", "endTime": "05:30"},
-            }},
-            "destinations": {"destinations": [
-                {"lat": 48.177112, "lon": 11.556403, "country": "DEUTSCHLAND", "city": "MUENCHEN",
-                 "street": "AM OLYMPIAPARK", "type": "DESTINATION", "createdAt": "2021-10-28T16:20:03+0000"},
-                {"lat": 48.353719, "lon": 11.786058, "country": "DEUTSCHLAND", "city": "MUENCHEN-FLUGHAFEN",
-                 "street": "TERMINALSTRASSE MITTE", "type": "DESTINATION",
-                 "createdAt": "2021-10-21T05:02:41+0000"},
-            ]},
-            "rangemap": {"rangemap": {
-                "center": {"lat": 48.137462, "lon": 11.575382},
-                "quality": "AVERAGE",
-                "rangemaps": [
-                    {"type": "ECO_PRO_PLUS", "polyline": [
-                        {"lat": 48.92, "lon": 11.58}, {"lat": 48.14, "lon": 12.74},
-                        {"lat": 47.41, "lon": 11.57}, {"lat": 48.13, "lon": 10.41},
-                    ]},
-                    {"type": "COMFORT", "polyline": [
-                        {"lat": 48.79, "lon": 11.58}, {"lat": 48.14, "lon": 12.55},
-                        {"lat": 47.53, "lon": 11.57}, {"lat": 48.13, "lon": 10.60},
-                    ]},
-                ],
-            }},
+            "lastTrip": {
+                "lastTrip": {
+                    "efficiencyValue": 0.61,
+                    "totalDistance": 23.4,
+                    "electricDistance": 23.4,
+                    "avgElectricConsumption": 14.2,
+                    "avgRecuperation": 3.1,
+                    "drivingModeValue": 0.2,
+                    "accelerationValue": 0.55,
+                    "anticipationValue": 0.72,
+                    "totalConsumptionValue": 0.64,
+                    "auxiliaryConsumptionValue": 0.81,
+                    "avgCombinedConsumption": 0,
+                    "electricDistanceRatio": 100,
+                    "savedFuel": 1.4,
+                    "date": "2021-10-29T07:42:00+0000",
+                    "duration": 31,
+                }
+            },
+            "allTrips": {
+                "allTrips": {
+                    "avgElectricConsumption": {
+                        "communityLow": 0,
+                        "communityAverage": 15.12,
+                        "communityHigh": 31.8,
+                        "userAverage": 14.05,
+                    },
+                    "avgRecuperation": {
+                        "communityLow": 0,
+                        "communityAverage": 3.42,
+                        "communityHigh": 12.7,
+                        "userAverage": 2.96,
+                    },
+                    "chargecycleRange": {
+                        "communityAverage": 168.3,
+                        "communityHigh": 290,
+                        "userAverage": 181.5,
+                        "userHigh": 247,
+                        "userCurrentChargeCycle": 96,
+                    },
+                    "totalElectricDistance": {
+                        "communityLow": 2,
+                        "communityAverage": 21480.2,
+                        "communityHigh": 98012.5,
+                        "userTotal": 23417.0,
+                    },
+                    "avgCombinedConsumption": {
+                        "communityLow": 0,
+                        "communityAverage": 0.9,
+                        "communityHigh": 5.1,
+                        "userAverage": 0,
+                    },
+                    "batterySizeMax": 37900,
+                    "savedCO2": 612.4,
+                    "savedCO2greenEnergy": 2840.75,
+                    "totalSavedFuel": 0,
+                    "resetDate": "2019-06-14T09:12:44+0000",
+                }
+            },
+            "chargingprofile": {
+                "weeklyPlanner": {
+                    "climatizationEnabled": True,
+                    "chargingMode": "DELAYED_CHARGING",
+                    "chargingPreferences": "CHARGING_WINDOW",
+                    "timer1": _timer("07:15", True, _WORKDAYS),
+                    "timer2": _timer("09:30", False, ["SATURDAY", "SUNDAY"]),
+                    "timer3": _timer("00:00", False, []),
+                    "overrideTimer": _timer("06:30", False, ["MONDAY"]),
+                    "preferredChargingWindow": {"enabled": True, "startTime": "22:00", "endTime": "05:30"},
+                }
+            },
+            "destinations": {
+                "destinations": [
+                    {
+                        "lat": 48.177112,
+                        "lon": 11.556403,
+                        "country": "DEUTSCHLAND",
+                        "city": "MUENCHEN",
+                        "street": "AM OLYMPIAPARK",
+                        "type": "DESTINATION",
+                        "createdAt": "2021-10-28T16:20:03+0000",
+                    },
+                    {
+                        "lat": 48.353719,
+                        "lon": 11.786058,
+                        "country": "DEUTSCHLAND",
+                        "city": "MUENCHEN-FLUGHAFEN",
+                        "street": "TERMINALSTRASSE MITTE",
+                        "type": "DESTINATION",
+                        "createdAt": "2021-10-21T05:02:41+0000",
+                    },
+                ]
+            },
+            "rangemap": {
+                "rangemap": {
+                    "center": {"lat": 48.137462, "lon": 11.575382},
+                    "quality": "AVERAGE",
+                    "rangemaps": [
+                        {
+                            "type": "ECO_PRO_PLUS",
+                            "polyline": [
+                                {"lat": 48.92, "lon": 11.58},
+                                {"lat": 48.14, "lon": 12.74},
+                                {"lat": 47.41, "lon": 11.57},
+                                {"lat": 48.13, "lon": 10.41},
+                            ],
+                        },
+                        {
+                            "type": "COMFORT",
+                            "polyline": [
+                                {"lat": 48.79, "lon": 11.58},
+                                {"lat": 48.14, "lon": 12.55},
+                                {"lat": 47.53, "lon": 11.57},
+                                {"lat": 48.13, "lon": 10.60},
+                            ],
+                        },
+                    ],
+                }
+            },
         },
     },
     {
@@ -517,57 +580,115 @@ DEMO_MODELS: list[dict[str, Any]] = [
             ],
         },
         "datasets": {
-            "lastTrip": {"lastTrip": {
-                "efficiencyValue": 0.48, "totalDistance": 112.6, "electricDistance": 96.3,
-                "avgElectricConsumption": 16.9, "avgRecuperation": 1.8, "drivingModeValue": 0,
-                "accelerationValue": 0.41, "anticipationValue": 0.66, "totalConsumptionValue": 0.52,
-                "auxiliaryConsumptionValue": 0.7, "avgCombinedConsumption": 1.1, "electricDistanceRatio": 86,
-                "savedFuel": 0, "date": "2021-11-01T18:05:00+0000", "duration": 84,
-            }},
-            "allTrips": {"allTrips": {
-                "avgElectricConsumption": {"communityLow": 0, "communityAverage": 15.87,
-                                           "communityHigh": 33.4, "userAverage": 15.31},
-                "avgRecuperation": {"communityLow": 0, "communityAverage": 3.55,
-                                    "communityHigh": 13.9, "userAverage": 2.48},
-                "chargecycleRange": {"communityAverage": 131.2, "communityHigh": 210, "userAverage": 118.4,
-                                     "userHigh": 176, "userCurrentChargeCycle": 42},
-                "totalElectricDistance": {"communityLow": 1, "communityAverage": 30122.8,
-                                          "communityHigh": 121004.3, "userTotal": 55206.9},
-                "avgCombinedConsumption": {"communityLow": 0, "communityAverage": 1.32,
-                                           "communityHigh": 6.5, "userAverage": 0.61},
-                "batterySizeMax": 27200,
-                "savedCO2": 1402.3,
-                "savedCO2greenEnergy": 6120.5,
-                "totalSavedFuel": 0,
-                "resetDate": "2017-03-02T11:40:09+0000",
-            }},
-            "chargingprofile": {"weeklyPlanner": {
-                "climatizationEnabled": False,
-                "chargingMode": "IMMEDIATE_CHARGING",
-                "chargingPreferences": "NO_PRESELECTION",
-                "timer1": _timer("06:45", True, ["MONDAY", "WEDNESDAY", "FRIDAY"]),
-                "timer2": _timer("07:00", False, []),
-                "timer3": _timer("07:00", False, []),
-                "preferredChargingWindow": {"enabled": False, "startTime": "00:00", "endTime": "00:00"},
-            }},
-            "destinations": {"destinations": [
-                {"lat": 53.552843, "lon": 10.006431, "country": "DEUTSCHLAND", "city": "HAMBURG",
-                 "street": "HACHMANNPLATZ", "type": "DESTINATION", "createdAt": "2021-10-30T13:11:52+0000"},
-            ]},
-            "rangemap": {"rangemap": {
-                "center": {"lat": 53.550341, "lon": 9.992547},
-                "quality": "AVERAGE",
-                "rangemaps": [
-                    {"type": "ECO_PRO_PLUS", "polyline": [
-                        {"lat": 53.87, "lon": 9.99}, {"lat": 53.55, "lon": 10.53},
-                        {"lat": 53.23, "lon": 9.99}, {"lat": 53.55, "lon": 9.46},
-                    ]},
-                    {"type": "COMFORT", "polyline": [
-                        {"lat": 53.82, "lon": 9.99}, {"lat": 53.55, "lon": 10.45},
-                        {"lat": 53.28, "lon": 9.99}, {"lat": 53.55, "lon": 9.54},
-                    ]},
-                ],
-            }},
+            "lastTrip": {
+                "lastTrip": {
+                    "efficiencyValue": 0.48,
+                    "totalDistance": 112.6,
+                    "electricDistance": 96.3,
+                    "avgElectricConsumption": 16.9,
+                    "avgRecuperation": 1.8,
+                    "drivingModeValue": 0,
+                    "accelerationValue": 0.41,
+                    "anticipationValue": 0.66,
+                    "totalConsumptionValue": 0.52,
+                    "auxiliaryConsumptionValue": 0.7,
+                    "avgCombinedConsumption": 1.1,
+                    "electricDistanceRatio": 86,
+                    "savedFuel": 0,
+                    "date": "2021-11-01T18:05:00+0000",
+                    "duration": 84,
+                }
+            },
+            "allTrips": {
+                "allTrips": {
+                    "avgElectricConsumption": {
+                        "communityLow": 0,
+                        "communityAverage": 15.87,
+                        "communityHigh": 33.4,
+                        "userAverage": 15.31,
+                    },
+                    "avgRecuperation": {
+                        "communityLow": 0,
+                        "communityAverage": 3.55,
+                        "communityHigh": 13.9,
+                        "userAverage": 2.48,
+                    },
+                    "chargecycleRange": {
+                        "communityAverage": 131.2,
+                        "communityHigh": 210,
+                        "userAverage": 118.4,
+                        "userHigh": 176,
+                        "userCurrentChargeCycle": 42,
+                    },
+                    "totalElectricDistance": {
+                        "communityLow": 1,
+                        "communityAverage": 30122.8,
+                        "communityHigh": 121004.3,
+                        "userTotal": 55206.9,
+                    },
+                    "avgCombinedConsumption": {
+                        "communityLow": 0,
+                        "communityAverage": 1.32,
+                        "communityHigh": 6.5,
+                        "userAverage": 0.61,
+                    },
+                    "batterySizeMax": 27200,
+                    "savedCO2": 1402.3,
+                    "savedCO2greenEnergy": 6120.5,
+                    "totalSavedFuel": 0,
+                    "resetDate": "2017-03-02T11:40:09+0000",
+                }
+            },
+            "chargingprofile": {
+                "weeklyPlanner": {
+                    "climatizationEnabled": False,
+                    "chargingMode": "IMMEDIATE_CHARGING",
+                    "chargingPreferences": "NO_PRESELECTION",
+                    "timer1": _timer("06:45", True, ["MONDAY", "WEDNESDAY", "FRIDAY"]),
+                    "timer2": _timer("07:00", False, []),
+                    "timer3": _timer("07:00", False, []),
+                    "preferredChargingWindow": {"enabled": False, "startTime": "00:00", "endTime": "00:00"},
+                }
+            },
+            "destinations": {
+                "destinations": [
+                    {
+                        "lat": 53.552843,
+                        "lon": 10.006431,
+                        "country": "DEUTSCHLAND",
+                        "city": "HAMBURG",
+                        "street": "HACHMANNPLATZ",
+                        "type": "DESTINATION",
+                        "createdAt": "2021-10-30T13:11:52+0000",
+                    },
+                ]
+            },
+            "rangemap": {
+                "rangemap": {
+                    "center": {"lat": 53.550341, "lon": 9.992547},
+                    "quality": "AVERAGE",
+                    "rangemaps": [
+                        {
+                            "type": "ECO_PRO_PLUS",
+                            "polyline": [
+                                {"lat": 53.87, "lon": 9.99},
+                                {"lat": 53.55, "lon": 10.53},
+                                {"lat": 53.23, "lon": 9.99},
+                                {"lat": 53.55, "lon": 9.46},
+                            ],
+                        },
+                        {
+                            "type": "COMFORT",
+                            "polyline": [
+                                {"lat": 53.82, "lon": 9.99},
+                                {"lat": 53.55, "lon": 10.45},
+                                {"lat": 53.28, "lon": 9.99},
+                                {"lat": 53.55, "lon": 9.54},
+                            ],
+                        },
+                    ],
+                }
+            },
         },
     },
     {
@@ -627,38 +748,74 @@ DEMO_MODELS: list[dict[str, Any]] = [
             ],
         },
         "datasets": {
-            "lastTrip": {"lastTrip": {
-                "efficiencyValue": 0.74, "totalDistance": 41, "electricDistance": 33,
-                "avgElectricConsumption": 18.3, "avgRecuperation": 2.7, "drivingModeValue": 0.4,
-                "totalConsumptionValue": 0.8, "avgCombinedConsumption": 1.6, "electricDistanceRatio": 80,
-                "savedFuel": 2.1, "date": "2021-11-02T16:48:00+0000", "duration": 37,
-                "chargingBehaviorValue": 0.9, "electricDistanceShareValue": 0.8,
-            }},
-            "allTrips": {"allTrips": {
-                "avgElectricConsumption": {"communityLow": 0.12, "communityAverage": 6.02,
-                                           "communityHigh": 22.4, "userAverage": 9.8},
-                "avgRecuperation": {"communityLow": 1.1, "communityAverage": 5.2,
-                                    "communityHigh": 18.6, "userAverage": 4.4},
-                "chargecycleRange": {"communityAverage": 12.3, "communityHigh": 61.5, "userAverage": 31.7,
-                                     "userHigh": 46, "userCurrentChargeCycle": 8},
-                "totalElectricDistance": {"communityLow": 350.2, "communityAverage": 14210.6,
-                                          "communityHigh": 60321, "userTotal": 17344.1},
-                "avgCombinedConsumption": {"communityLow": 2.3, "communityAverage": 5.8,
-                                           "communityHigh": 10.4, "userAverage": 3.9},
-                "totalSavedFuel": 812.4,
-                "resetDate": "2018-08-20T10:00:00+0000",
-                "batterySizeMax": 9140,
-            }},
-            "chargingprofile": {"weeklyPlanner": {
-                "climatizationEnabled": True,
-                "chargingMode": "IMMEDIATE_CHARGING",
-                "chargingPreferences": "NO_PRESELECTION",
-                "timer1": _timer("07:30", True, _WORKDAYS),
-                "timer2": _timer("08:00", False, []),
-                "timer3": _timer("08:00", False, []),
-                "overrideTimer": _timer("06:00", False, ["TUESDAY"]),
-                "preferredChargingWindow": {"startTime": "00:00", "endTime": "00:00"},
-            }},
+            "lastTrip": {
+                "lastTrip": {
+                    "efficiencyValue": 0.74,
+                    "totalDistance": 41,
+                    "electricDistance": 33,
+                    "avgElectricConsumption": 18.3,
+                    "avgRecuperation": 2.7,
+                    "drivingModeValue": 0.4,
+                    "totalConsumptionValue": 0.8,
+                    "avgCombinedConsumption": 1.6,
+                    "electricDistanceRatio": 80,
+                    "savedFuel": 2.1,
+                    "date": "2021-11-02T16:48:00+0000",
+                    "duration": 37,
+                    "chargingBehaviorValue": 0.9,
+                    "electricDistanceShareValue": 0.8,
+                }
+            },
+            "allTrips": {
+                "allTrips": {
+                    "avgElectricConsumption": {
+                        "communityLow": 0.12,
+                        "communityAverage": 6.02,
+                        "communityHigh": 22.4,
+                        "userAverage": 9.8,
+                    },
+                    "avgRecuperation": {
+                        "communityLow": 1.1,
+                        "communityAverage": 5.2,
+                        "communityHigh": 18.6,
+                        "userAverage": 4.4,
+                    },
+                    "chargecycleRange": {
+                        "communityAverage": 12.3,
+                        "communityHigh": 61.5,
+                        "userAverage": 31.7,
+                        "userHigh": 46,
+                        "userCurrentChargeCycle": 8,
+                    },
+                    "totalElectricDistance": {
+                        "communityLow": 350.2,
+                        "communityAverage": 14210.6,
+                        "communityHigh": 60321,
+                        "userTotal": 17344.1,
+                    },
+                    "avgCombinedConsumption": {
+                        "communityLow": 2.3,
+                        "communityAverage": 5.8,
+                        "communityHigh": 10.4,
+                        "userAverage": 3.9,
+                    },
+                    "totalSavedFuel": 812.4,
+                    "resetDate": "2018-08-20T10:00:00+0000",
+                    "batterySizeMax": 9140,
+                }
+            },
+            "chargingprofile": {
+                "weeklyPlanner": {
+                    "climatizationEnabled": True,
+                    "chargingMode": "IMMEDIATE_CHARGING",
+                    "chargingPreferences": "NO_PRESELECTION",
+                    "timer1": _timer("07:30", True, _WORKDAYS),
+                    "timer2": _timer("08:00", False, []),
+                    "timer3": _timer("08:00", False, []),
+                    "overrideTimer": _timer("06:00", False, ["TUESDAY"]),
+                    "preferredChargingWindow": {"startTime": "00:00", "endTime": "00:00"},
+                }
+            },
         },
     },
     {
@@ -700,12 +857,14 @@ DEMO_MODELS: list[dict[str, Any]] = [
                 _cbs("VEHICLE_CHECK", "2023-04", 37000),
                 _cbs("BRAKE_FLUID", "2022-04"),
             ],
-            "checkControlMessages": [{
-                "ccmId": 257,
-                "ccmMileage": 30880,
-                "ccmDescriptionShort": "Washer fluid low",
-                "ccmDescriptionLong": "Top up the washer fluid at the next opportunity.",
-            }],
+            "checkControlMessages": [
+                {
+                    "ccmId": 257,
+                    "ccmMileage": 30880,
+                    "ccmDescriptionShort": "Washer fluid low",
+                    "ccmDescriptionLong": "Top up the washer fluid at the next opportunity.",
+                }
+            ],
         },
         "datasets": {},
     },
@@ -753,9 +912,7 @@ def _read_json(path: Path) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise SimulatorError(
-            f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
+        raise SimulatorError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
 
 
 def _has_content(body: Any) -> bool:
@@ -781,9 +938,7 @@ def infer_drive_train(status: dict[str, Any]) -> str:
     return "PHEV"
 
 
-def _synthesise_entry(
-    folder: Path, vin: str, status: dict[str, Any], datasets: dict[str, Any]
-) -> dict[str, Any]:
+def _synthesise_entry(folder: Path, vin: str, status: dict[str, Any], datasets: dict[str, Any]) -> dict[str, Any]:
     """A vehicle-list entry for a folder without one, inferred from the status and the data sets."""
     drive_train = infer_drive_train(status)
     electric = drive_train != "CONV"
@@ -798,9 +953,7 @@ def _synthesise_entry(
     if isinstance(status.get("steering"), str):
         entry["steering"] = status["steering"]
     entry["lscType"] = {"CONV": "LSC_BASIS", "PHEV": "LSC_PHEV"}.get(drive_train, "I_LSC_IMM")
-    entry["statisticsAvailable"] = _has_content(datasets.get("lastTrip")) or _has_content(
-        datasets.get("allTrips")
-    )
+    entry["statisticsAvailable"] = _has_content(datasets.get("lastTrip")) or _has_content(datasets.get("allTrips"))
     entry["statisticsCommunityEnabled"] = False
     entry["chargingControl"] = "WEEKLY_PLANNER" if "chargingprofile" in datasets else "NOT_SUPPORTED"
     if electric:
@@ -822,9 +975,7 @@ def _vehicle_list_file(folder: Path) -> Path | None:
     candidates = sorted(p for p in folder.glob("vehicles*.json") if p.is_file())
     if len(candidates) > 1:
         names = ", ".join(p.name for p in candidates)
-        raise SimulatorError(
-            f"{folder} holds several vehicle lists ({names}); rename the one to use to vehicles.json"
-        )
+        raise SimulatorError(f"{folder} holds several vehicle lists ({names}); rename the one to use to vehicles.json")
     return candidates[0] if candidates else None
 
 
@@ -887,8 +1038,7 @@ def _unique_vins(vehicles: Iterable[SimVehicle]) -> list[SimVehicle]:
             while f"{vin}_{number}" in seen:
                 number += 1
             new_vin = f"{vin}_{number}"
-            logger.warning("VIN %s of %s is already served; serving this car as %s",
-                           vin, vehicle.source, new_vin)
+            logger.warning("VIN %s of %s is already served; serving this car as %s", vin, vehicle.source, new_vin)
             vehicle.set_vin(new_vin)
         seen.add(vehicle.vin)
         result.append(vehicle)
@@ -899,7 +1049,8 @@ def build_vehicles(vehicle_dirs: list[Path], count: int | None) -> list[SimVehic
     """The cars to serve: from the folders when any are given (``count`` is then ignored), else demo cars."""
     if vehicle_dirs:
         if count is not None:
-            logger.warning("serving the %d vehicle folder(s) given; the vehicle count %d is ignored",
-                           len(vehicle_dirs), count)
+            logger.warning(
+                "serving the %d vehicle folder(s) given; the vehicle count %d is ignored", len(vehicle_dirs), count
+            )
         return _unique_vins(load_vehicle_dir(Path(d)) for d in vehicle_dirs)
     return demo_vehicles(count)

@@ -42,8 +42,9 @@ class TinyBackend(Backend):
         return [VehicleInfo(self._vin(n), "Tractor", "Tiny", DriveTrain.CONV) for n in range(self.tiny.tractors)]
 
     def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
-        return VehicleStatus(vehicle.vin, {"fuel_level": self.tiny.fuel, "source": "read"},
-                             fetched_at=datetime.now(UTC))
+        return VehicleStatus(
+            vehicle.vin, {"fuel_level": self.tiny.fuel, "source": "read"}, fetched_at=datetime.now(UTC)
+        )
 
     def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:
         raise UnsupportedError("tractors have no data sets")
@@ -58,8 +59,10 @@ class TinyBackend(Backend):
         """A stream of one message: the first tractor says it has been refuelled."""
 
         def push() -> None:
-            sink.push(self._vin(0), VehicleStatus(self._vin(0), {"fuel_level": 40.0, "source": "stream"},
-                                                  fetched_at=datetime.now(UTC)))
+            sink.push(
+                self._vin(0),
+                VehicleStatus(self._vin(0), {"fuel_level": 40.0, "source": "stream"}, fetched_at=datetime.now(UTC)),
+            )
 
         self._pusher = threading.Thread(target=push, name="tiny-stream", daemon=True)
         self._pusher.start()
@@ -68,10 +71,14 @@ class TinyBackend(Backend):
 SPEC = ProviderSpec(
     name="tiny",
     description="garden tractors (a test provider)",
-    account_schema=account_schema(TinyAccount, {
-        "tractors": Key("int", default=1, minimum=1, maximum=5),
-        "fuel": Key("number", default=12.5, minimum=0),
-    }, daily_budget=500),
+    account_schema=account_schema(
+        TinyAccount,
+        {
+            "tractors": Key("int", default=1, minimum=1, maximum=5),
+            "fuel": Key("number", default=12.5, minimum=0),
+        },
+        daily_budget=500,
+    ),
     backend="tiny_provider:TinyBackend",
     default_budget=500,
 )

@@ -42,8 +42,15 @@ class BmwLegacyBackend(Backend):
         **kwargs: Any,
     ):
         super().__init__(account, store, **kwargs)
-        self.api = BmwApi(account, store, session=session, sleep=self.sleep, clock=self.clock,
-                          policy=self.policy, closing=self.closing)
+        self.api = BmwApi(
+            account,
+            store,
+            session=session,
+            sleep=self.sleep,
+            clock=self.clock,
+            policy=self.policy,
+            closing=self.closing,
+        )
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

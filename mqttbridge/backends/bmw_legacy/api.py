@@ -249,8 +249,9 @@ class BmwApi:
         what = f"login to {self.server}{self.token_path}"
 
         try:  # no retry loop of its own: the request that needed the token retries as a whole
-            response = self._send("POST", self.server + self.token_path, what,
-                                  headers={"Authorization": f"Basic {basic}"}, data=form)
+            response = self._send(
+                "POST", self.server + self.token_path, what, headers={"Authorization": f"Basic {basic}"}, data=form
+            )
         except AuthError as exc:
             self._refused(exc)
             raise
@@ -286,14 +287,13 @@ class BmwApi:
 
     # --- requests ---------------------------------------------------------------------------
 
-    def _send(self, method: str, url: str, what: str, *, session: requests.Session | None = None,
-              **kwargs: Any) -> requests.Response:
+    def _send(
+        self, method: str, url: str, what: str, *, session: requests.Session | None = None, **kwargs: Any
+    ) -> requests.Response:
         headers = {"Accept": "application/json", "User-Agent": f"mqttbridge/{__version__}"}
         headers.update(kwargs.pop("headers", {}))
         try:
-            response = (session or self._session).request(
-                method, url, headers=headers, timeout=self.timeout, **kwargs
-            )
+            response = (session or self._session).request(method, url, headers=headers, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise _connection_failed(exc, what) from None
         if response.status_code >= 400:
@@ -333,24 +333,26 @@ class BmwApi:
                 f"{what}: HTTP {response.status_code} with {_vendor_message(response)}, not JSON"
             ) from None
 
-    def _authorised(self, method: str, path: str, what: str, *, session: requests.Session | None = None,
-                    **kwargs: Any) -> requests.Response:
+    def _authorised(
+        self, method: str, path: str, what: str, *, session: requests.Session | None = None, **kwargs: Any
+    ) -> requests.Response:
         """One request with the Bearer token; on a 401 one fresh login and one more try."""
         url = f"{self.server}{API_PATH}{path}"
         extra = dict(kwargs.pop("headers", {}))
         token = self.token()
         try:
-            return self._send(method, url, what, session=session,
-                              headers={**extra, "Authorization": f"Bearer {token}"}, **kwargs)
+            return self._send(
+                method, url, what, session=session, headers={**extra, "Authorization": f"Bearer {token}"}, **kwargs
+            )
         except AuthError:
             log.info("%s: token refused; logging in again", self.account.name)
             self.invalidate(token)
         token = self.token()
-        return self._send(method, url, what, session=session,
-                          headers={**extra, "Authorization": f"Bearer {token}"}, **kwargs)
+        return self._send(
+            method, url, what, session=session, headers={**extra, "Authorization": f"Bearer {token}"}, **kwargs
+        )
 
-    def get(self, path: str, what: str, params: Mapping[str, str] | None = None,
-            attempts: int | None = None) -> Any:
+    def get(self, path: str, what: str, params: Mapping[str, str] | None = None, attempts: int | None = None) -> Any:
         response = self._retrying(idempotent=True, attempts=attempts)(
             self._authorised, "GET", path, what, params=params
         )
@@ -362,8 +364,9 @@ class BmwApi:
 
         def attempt() -> requests.Response:
             with requests.Session() as fresh:
-                return self._authorised("POST", path, what, data=dict(form), session=fresh,
-                                        headers={"Connection": "close"})
+                return self._authorised(
+                    "POST", path, what, data=dict(form), session=fresh, headers={"Connection": "close"}
+                )
 
         try:
             response = self._retrying(idempotent=False)(attempt)

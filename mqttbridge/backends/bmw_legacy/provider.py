@@ -36,18 +36,21 @@ class BmwLegacyAccount(AccountConfig):
 SPEC = ProviderSpec(
     name="bmw_legacy",
     description="the legacy BMW ConnectedDrive API (and its simulator)",
-    account_schema=account_schema(BmwLegacyAccount, {
-        "region": Key("str", default="rest_of_world", choices=REGIONS),
-        "base_url": Key("url", nullable=True),
-        "username": Key("str", default=_REQUIRED, nonempty=True),
-        "password": Key("str", default=_REQUIRED, nonempty=True, secret=True),
-        "api_key": Key("str", default=_REQUIRED, nonempty=True, secret=True),
-        "api_secret": Key("str", default=_REQUIRED, nonempty=True, secret=True),
-        "token_endpoint": Key("str", default="webapi", choices=("webapi", "gcdm")),
-        "security_answer": Key("str", nullable=True, secret=True),
-        "timeout": Key("number", default=30.0, minimum=1, maximum=120),
-        "retries": Key("int", default=5, minimum=1, maximum=10),
-    }),
+    account_schema=account_schema(
+        BmwLegacyAccount,
+        {
+            "region": Key("str", default="rest_of_world", choices=REGIONS),
+            "base_url": Key("url", nullable=True),
+            "username": Key("str", default=_REQUIRED, nonempty=True),
+            "password": Key("str", default=_REQUIRED, nonempty=True, secret=True),
+            "api_key": Key("str", default=_REQUIRED, nonempty=True, secret=True),
+            "api_secret": Key("str", default=_REQUIRED, nonempty=True, secret=True),
+            "token_endpoint": Key("str", default="webapi", choices=("webapi", "gcdm")),
+            "security_answer": Key("str", nullable=True, secret=True),
+            "timeout": Key("number", default=30.0, minimum=1, maximum=120),
+            "retries": Key("int", default=5, minimum=1, maximum=10),
+        },
+    ),
     backend="mqttbridge.backends.bmw_legacy:BmwLegacyBackend",
     default_budget=None,  # no known daily limit (it still honours HTTP 429)
     offers=VehicleOffers(observed={"lock": "door_lock_state", "charging": "charging_status"}),

@@ -35,20 +35,28 @@ class HyundaiKiaAccount(AccountConfig):
 SPEC = ProviderSpec(
     name="hyundai_kia",
     description="Hyundai, Kia and Genesis (hyundai-kia-connect-api)",
-    account_schema=account_schema(HyundaiKiaAccount, {
-        "brand": Key("str", default=_REQUIRED, choices=("kia", "hyundai", "genesis"), ignore_case=True),
-        "region": Key("str", default=_REQUIRED, ignore_case=True, choices=REGIONS),
-        "username": Key("str", default=_REQUIRED, nonempty=True),
-        "password": Key("str", default=_REQUIRED, nonempty=True, secret=True),
-        "pin": Key("str", nullable=True, secret=True),
-        "retries": Key("int", default=5, minimum=1, maximum=10),
-    }, daily_budget=DAILY_BUDGET),
+    account_schema=account_schema(
+        HyundaiKiaAccount,
+        {
+            "brand": Key("str", default=_REQUIRED, choices=("kia", "hyundai", "genesis"), ignore_case=True),
+            "region": Key("str", default=_REQUIRED, ignore_case=True, choices=REGIONS),
+            "username": Key("str", default=_REQUIRED, nonempty=True),
+            "password": Key("str", default=_REQUIRED, nonempty=True, secret=True),
+            "pin": Key("str", nullable=True, secret=True),
+            "retries": Key("int", default=5, minimum=1, maximum=10),
+        },
+        daily_budget=DAILY_BUDGET,
+    ),
     backend="mqttbridge.backends.hyundai_kia.backend:HyundaiKiaBackend",
     default_budget=DAILY_BUDGET,
     extra="hyundai",
     offers=VehicleOffers(
-        observed={"lock": "door_lock_state", "climate": "air_control_is_on", "charging": "charging_status",
-                  "charge_limit": "ev_charge_limits_ac"},
+        observed={
+            "lock": "door_lock_state",
+            "climate": "air_control_is_on",
+            "charging": "charging_status",
+            "charge_limit": "ev_charge_limits_ac",
+        },
         charge_limits=("ev_charge_limits_ac", "ev_charge_limits_dc"),
         climate_running="air_control_is_on",
     ),
