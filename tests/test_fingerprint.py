@@ -211,6 +211,7 @@ def test_an_existing_folder_is_not_overwritten(sim, tmp_path: Path):
     assert (tmp_path / "busy" / "mine.txt").read_text(encoding="utf-8") == "keep"
 
 
+@pytest.mark.slow
 def test_a_failing_account_is_reported_and_exit_1(tmp_path: Path):
     config = write_config(
         tmp_path,

@@ -21,6 +21,19 @@ ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?[+-]\d{2}:\d{2}$"
 FLOW = ["INITIATED", "PENDING", "DELIVERED", "EXECUTED"]
 
 
+def follows_flow(statuses: list[str], end: str = "EXECUTED") -> bool:
+    """What the contract allows on a wall-clock simulator: FLOW in order, each once, a vendor status the
+    bridge's poll missed skipped, from INITIATED to ``end``."""
+    steps = [*FLOW[:-1], end]
+    return (
+        bool(statuses)
+        and statuses[0] == "INITIATED"
+        and statuses[-1] == end
+        and all(s in steps for s in statuses)
+        and [steps.index(s) for s in statuses] == sorted({steps.index(s) for s in statuses})
+    )
+
+
 @pytest.fixture
 def sim():
     cars = demo_vehicles()
@@ -177,9 +190,9 @@ def test_lock_goes_through_every_transition(running, sim) -> None:
     mark = obs.mark()
     obs.publish(f"{root}/lock/set", json.dumps({"action": "LOCK", "request_id": "r-1"}))
     obs.wait_for(lambda m: m.topic == f"{root}/lock/status" and m.text == "EXECUTED", start=mark, what="EXECUTED")
-    assert _statuses(obs, root, "lock", mark) == FLOW
+    assert follows_flow(_statuses(obs, root, "lock", mark)), _statuses(obs, root, "lock", mark)
     records = [_value(m) for m in obs.since(mark, f"{root}/lock/execution")]
-    assert [r["status"] for r in records] == FLOW
+    assert [r["status"] for r in records] == _statuses(obs, root, "lock", mark)  # a record per status
     assert all(r["request_id"] == "r-1" and r["service"] == "DOOR_LOCK" and r["error"] is None for r in records)
     assert records[0]["event_id"].endswith("@bmw.de") and ISO.match(records[-1]["updated_at"])
     assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["LOCKING", "LOCKED"]  # LOCKED at EXECUTED
@@ -198,7 +211,7 @@ def test_unlock_with_the_right_code(running) -> None:
     mark = obs.mark()
     obs.publish(f"{root}/lock/set", json.dumps({"action": "UNLOCK", "code": UNLOCK_CODE}))
     obs.wait_for(lambda m: m.topic == f"{root}/lock/status" and m.text == "EXECUTED", start=mark, what="EXECUTED")
-    assert _statuses(obs, root, "lock", mark) == FLOW
+    assert follows_flow(_statuses(obs, root, "lock", mark)), _statuses(obs, root, "lock", mark)
     assert [m.text for m in obs.since(mark, f"{root}/lock")] == ["UNLOCKING", "UNLOCKED"]
     assert UNLOCK_CODE not in "".join(m.text for m in obs.since(mark) if not m.topic.endswith("/set"))
 
@@ -238,7 +251,7 @@ def test_mqtt5_response_topic_with_correlation_data(running) -> None:
     )
     obs.wait_for(lambda m: m.topic == "reply/me" and _value(m)["status"] == "EXECUTED", start=mark)
     replies = obs.since(mark, "reply/me")
-    assert [_value(m)["status"] for m in replies] == FLOW
+    assert follows_flow([_value(m)["status"] for m in replies]), [_value(m)["status"] for m in replies]
     assert all(m.correlation_data == b"corr-42" for m in replies)
 
 
@@ -344,6 +357,7 @@ def test_retained_commands_are_never_acted_on(broker, sim, tmp_path: Path) -> No
 # --- broker and vendor failures ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_broker_restart_brings_everything_back(running, broker) -> None:
     daemon, obs = running
     before = retained_now(broker.port, f"{BASE}/#")
@@ -359,6 +373,7 @@ def test_broker_restart_brings_everything_back(running, broker) -> None:
     assert daemon.alive()
 
 
+@pytest.mark.slow
 def test_vendor_failing_makes_the_vehicle_offline_then_online(running, sim) -> None:
     _daemon, obs = running
     root = f"{BASE}/x1"
@@ -378,6 +393,7 @@ def test_vendor_failing_makes_the_vehicle_offline_then_online(running, sim) -> N
 # --- Home Assistant discovery --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_home_assistant_online_republishes_discovery(running, sim) -> None:
     _daemon, obs = running
     topic = f"homeassistant/device/mqttbridge_{sim.cars[0].vin}/config"
@@ -387,6 +403,7 @@ def test_home_assistant_online_republishes_discovery(running, sim) -> None:
     obs.wait_for(lambda m: m.topic == topic, start=mark, what="discovery again")
 
 
+@pytest.mark.slow
 def test_removed_vehicle_loses_its_discovery_at_next_start(broker, sim, tmp_path: Path) -> None:
     observer = Observer(broker.port)
     state = tmp_path / "state"
@@ -423,6 +440,7 @@ def test_sigterm_leaves_offline_retained_and_exits_0(running, broker) -> None:
 # --- mqttbridge demo -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_demo_needs_no_configuration(broker) -> None:
     import subprocess
     import sys
@@ -474,6 +492,7 @@ def test_demo_without_a_broker_says_how_to_get_one() -> None:
 # --- the MQTT session -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_broker_down_at_start_then_up(tmp_path: Path, sim) -> None:
     broker = Mosquitto(tmp_path)  # port chosen, broker not started yet
     daemon = Daemon(tmp_path, bridge_config(broker, sim, tmp_path / "state", names=("i3",)))
@@ -496,6 +515,7 @@ def test_broker_down_at_start_then_up(tmp_path: Path, sim) -> None:
         broker.stop()
 
 
+@pytest.mark.slow
 def test_mqtt_3_1_1_on_request(broker, sim, tmp_path: Path) -> None:
     config = bridge_config(broker, sim, tmp_path / "state", names=("x1",))
     config["mqtt"]["protocol"] = "3.1.1"
@@ -507,7 +527,7 @@ def test_mqtt_3_1_1_on_request(broker, sim, tmp_path: Path) -> None:
         mark = observer.mark()
         observer.publish(f"{BASE}/x1/lock/set", "LOCK")
         observer.wait_for(lambda m: m.topic == f"{BASE}/x1/lock/status" and m.text == "EXECUTED", start=mark)
-        assert _statuses(observer, f"{BASE}/x1", "lock", mark) == FLOW
+        assert follows_flow(_statuses(observer, f"{BASE}/x1", "lock", mark))
     finally:
         assert daemon.stop() == 0
         observer.close()

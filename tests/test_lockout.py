@@ -134,6 +134,7 @@ def _expected_until(started: datetime, minutes: int) -> set[str]:
     return {(started + timedelta(minutes=minutes, seconds=s)).strftime("%H:%M") for s in (0, 60)}
 
 
+@pytest.mark.slow
 def test_wrong_codes_lock_unlocking_out_even_across_a_restart(run, broker, vendor) -> None:
     vin = vendor.cars[0].vin
     topic = f"{BASE}/i3/lock/set"

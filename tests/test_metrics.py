@@ -66,6 +66,7 @@ def test_a_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> 
         Metrics(MetricsConfig())
 
 
+@pytest.mark.slow
 def test_the_daemon_without_the_package_says_what_to_install(tmp_path: Path) -> None:
     hidden = tmp_path / "hide"
     hidden.mkdir()
@@ -138,6 +139,7 @@ def vendor():
     server.stop()
 
 
+@pytest.mark.slow
 def test_scraping_the_running_daemon(tmp_path: Path, broker, vendor) -> None:
     port = free_port()
     config = config_for(broker, vendor, tmp_path / "state", metrics={"port": port})

@@ -405,6 +405,7 @@ def run(tmp_path: Path, broker, vendor):
         runs.close()
 
 
+@pytest.mark.slow
 def test_a_command_pending_at_a_kill_is_followed_after_the_restart_and_sent_once(run, broker, vendor) -> None:
     obs = Observer(broker.port)
     try:
@@ -438,6 +439,7 @@ def test_a_command_pending_at_a_kill_is_followed_after_the_restart_and_sent_once
         obs.close()
 
 
+@pytest.mark.slow
 def test_a_command_unconfirmed_at_a_kill_is_failed_not_resent(run, broker, vendor) -> None:
     obs = Observer(broker.port)
     try:
@@ -461,6 +463,7 @@ def test_a_command_unconfirmed_at_a_kill_is_failed_not_resent(run, broker, vendo
         obs.close()
 
 
+@pytest.mark.slow
 def test_sigterm_keeps_a_running_execution_for_the_next_start(run, broker, vendor) -> None:
     obs = Observer(broker.port)
     try:
@@ -481,6 +484,7 @@ def test_sigterm_keeps_a_running_execution_for_the_next_start(run, broker, vendo
         obs.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [EXECUTIONS_FILE, SNAPSHOT_FILE, "unlock_lockout.json"])
 def test_a_corrupt_state_file_is_reported_and_the_bridge_goes_on(run, broker, name: str) -> None:
     state = run.tmp_path / "state"
@@ -501,6 +505,7 @@ def test_a_corrupt_state_file_is_reported_and_the_bridge_goes_on(run, broker, na
         obs.close()
 
 
+@pytest.mark.slow
 def test_the_last_state_is_republished_from_the_snapshot_while_the_vendor_fails(run, broker, vendor) -> None:
     obs = Observer(broker.port)
     vin = vendor.cars[0].vin

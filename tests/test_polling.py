@@ -120,7 +120,7 @@ def test_forced_reads_only_on_force_interval_and_skipped_with_a_reason() -> None
     allowed, refused = FakeCar("OK"), FakeCar("LOW")
     for car, reason in ((allowed, None), (refused, "the 12 V battery was last at 40 %")):
         car.next_forced = 7200.0
-        car.bridge = SimpleNamespace(forced_read_refusal=lambda ctx, r=reason: r)
+        car.bridge = SimpleNamespace(gateway=SimpleNamespace(forced_read_refusal=lambda ctx, r=reason: r))
     events: list = []
     _poll([allowed, refused], rounds=80, force_interval=7200, events=events)
     assert allowed.forced_reads[:3] == [7200.0, 14400.0, 21600.0]

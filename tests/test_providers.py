@@ -90,6 +90,7 @@ def _config(tmp_path: Path, port: int, **account) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_check_config_validates_the_plug_ins_own_keys(tiny_site: Path, tmp_path: Path) -> None:
     good = subprocess.run(
         [sys.executable, "-m", "mqttbridge", "check-config", "-c", str(_config(tmp_path, 1883))],
@@ -126,6 +127,7 @@ def test_check_config_validates_the_plug_ins_own_keys(tiny_site: Path, tmp_path:
     assert missing.returncode == 2 and "accounts[0].provider" in missing.stderr
 
 
+@pytest.mark.slow
 def test_a_provider_from_its_own_package_is_bridged(tiny_site: Path, tmp_path: Path, broker) -> None:
     observer = Observer(broker.port, ("farm/#",))
     daemon = Daemon(tmp_path, yaml.safe_load(_config(tmp_path, broker.port).read_text()))

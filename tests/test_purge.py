@@ -142,6 +142,7 @@ def test_purge_deletes_the_base_and_its_discovery_and_nothing_else(broker, capsy
     assert after == {topic: payload.encode() for topic, payload in kept.items()}
 
 
+@pytest.mark.slow
 def test_purge_with_another_prefix_and_a_nested_base(broker, capsys) -> None:
     ours = _ours("home/car", "WBY1Z21040V000001", HomeAssistantConfig(discovery="component", prefix="ha"))
     foreign = _ours("home/car", "WBY1Z21040V000002", HomeAssistantConfig(discovery="device"))  # not under ha/
@@ -157,6 +158,7 @@ def test_purge_with_another_prefix_and_a_nested_base(broker, capsys) -> None:
     assert set(after) == {*foreign, "home/light"}
 
 
+@pytest.mark.slow
 def test_purge_refuses_while_a_bridge_is_online_unless_forced(broker, capsys) -> None:
     topics = {**_car_topics("car"), "car/bridge/state": "online"}
     _seed(broker.port, topics)
@@ -264,6 +266,7 @@ def _run_demo(broker, tmp_path: Path, base: str, *extra: str) -> tuple[int, str,
     return proc.returncode, out, err
 
 
+@pytest.mark.slow
 def test_demo_removes_only_what_it_published_at_stop(broker, tmp_path: Path) -> None:
     # a real bridge's car under the same base, and another integration's config: not the demo's
     foreign = {"demo1/garage/state": '{"odometer": 1}', ZIGBEE_CONFIG[0]: ZIGBEE_CONFIG[1]}
@@ -280,6 +283,7 @@ def test_demo_removes_only_what_it_published_at_stop(broker, tmp_path: Path) -> 
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_demo_keep_leaves_its_topics_and_purge_takes_them(broker, tmp_path: Path, capsys) -> None:
     code, out, err = _run_demo(broker, tmp_path, "demo2", "--keep")
 

@@ -89,6 +89,7 @@ def test_a_double_tap_and_junk_during_a_running_lock_leave_its_record_alone(run,
         obs.close()
 
 
+@pytest.mark.slow
 def test_a_restart_after_a_kill_never_shows_the_old_lock_state(run, broker, vendor, tmp_path: Path) -> None:
     state = tmp_path / "state"
     obs = Observer(broker.port)

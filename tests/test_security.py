@@ -170,6 +170,7 @@ def assert_never_online(broker: Broker, observer: Observer) -> None:
 # --- TLS -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tls_with_the_right_ca_and_host_name_connects(
     tls: Broker,
     pki: Pki,
@@ -196,6 +197,7 @@ def test_tls_with_the_right_ca_and_host_name_connects(
         pytest.param("127.0.0.1", "other_ca", True, UNKNOWN_CA, id="insecure-still-checks-the-ca"),
     ],
 )
+@pytest.mark.slow
 def test_tls_refused_keeps_the_daemon_alive_and_never_online(
     tls: Broker,
     pki: Pki,
@@ -225,6 +227,7 @@ def test_tls_refused_keeps_the_daemon_alive_and_never_online(
     assert "alert bad certificate" in tls.log_text() or "alert unknown ca" in tls.log_text()
 
 
+@pytest.mark.slow
 def test_tls_insecure_skips_only_the_host_name_check_and_warns(
     tls: Broker,
     pki: Pki,
@@ -242,6 +245,7 @@ def test_tls_insecure_skips_only_the_host_name_check_and_warns(
         assert HOSTNAME_MISMATCH not in log
 
 
+@pytest.mark.slow
 def test_tls_client_certificate(
     pki: Pki,
     sim: SimulatorServer,
@@ -285,6 +289,7 @@ def auth_broker(tmp_path: Path) -> Iterator[Broker]:
     broker.stop()
 
 
+@pytest.mark.slow
 def test_wrong_credentials_are_reported_and_retried_with_back_off(
     auth_broker: Broker,
     sim: SimulatorServer,
@@ -308,6 +313,7 @@ def test_wrong_credentials_are_reported_and_retried_with_back_off(
         assert_never_online(auth_broker, observer)
 
 
+@pytest.mark.slow
 def test_wrong_credentials_with_mqtt_3_1_1(
     auth_broker: Broker,
     sim: SimulatorServer,
@@ -351,6 +357,7 @@ UNLOCK_CODE = "unl0ck-K3y9Bd"
 WRONG_CODE = "wr0ng-C0de-4Hq"
 
 
+@pytest.mark.slow
 def test_no_secret_ever_reaches_the_log_or_mqtt(
     sim: SimulatorServer,
     tmp_path: Path,

@@ -195,6 +195,7 @@ def vendor():
     server.stop()
 
 
+@pytest.mark.slow
 def test_the_daemon_comes_up_with_state_files_that_are_not_utf8(tmp_path: Path, broker, vendor) -> None:
     state = tmp_path / "state"
     state.mkdir(mode=0o700)
