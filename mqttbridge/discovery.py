@@ -14,13 +14,15 @@ import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from mqttbridge import providers
 from mqttbridge.command_table import COMMANDS, Command
 from mqttbridge.config import HomeAssistantConfig
 from mqttbridge.fields import FIELDS, FieldSpec
 from mqttbridge.model import ExecutionStatus, VehicleInfo
+from mqttbridge.providers import VehicleOffers
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,11 @@ class DiscoveredVehicle:
     has_location: bool
     #: an unlock code is configured for this vehicle
     unlock_code: bool
+    #: what the provider's cars offer beyond the common fields (their own fields, charge limits, climate)
+    offers: VehicleOffers = field(default_factory=VehicleOffers)
+
+    def field_spec(self, name: str) -> FieldSpec | None:
+        return FIELDS.get(name) or self.offers.field(name)
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,7 @@ def _command_entities(spec: Command, vehicle: DiscoveredVehicle) -> list[_Entity
     root = vehicle.root
     actions = vehicle.info.commands.get(spec.name, frozenset())
     command_topic = f"{root}/{spec.name}/set"
+    offers = vehicle.offers
     entities: list[_Entity] = []
     if spec.entity == "lock":
         config: dict[str, Any] = {
@@ -194,10 +202,16 @@ def _command_entities(spec: Command, vehicle: DiscoveredVehicle) -> list[_Entity
                 {"name": spec.label, "command_topic": command_topic, "payload_press": "PRESS", "retain": False},
             )
         )
-    elif spec.name == "climate" and {"ON", "OFF"} <= actions and "climate_temperature" in vehicle.info.features:
-        entities.append(_Entity("climate", spec.key, _climate_config(spec, root)))
-    elif spec.entity == "number" and "SET" in actions:
-        for side in ("ac", "dc"):
+    elif (
+        spec.name == "climate"
+        and {"ON", "OFF"} <= actions
+        and "climate_temperature" in vehicle.info.features
+        and offers.climate_running
+        and offers.climate_target
+    ):
+        entities.append(_Entity("climate", spec.key, _climate_config(spec, root, offers)))
+    elif spec.entity == "number" and "SET" in actions and offers.charge_limits:
+        for side, state_field in zip(("ac", "dc"), offers.charge_limits, strict=True):
             entities.append(
                 _Entity(
                     "number",
@@ -206,7 +220,7 @@ def _command_entities(spec: Command, vehicle: DiscoveredVehicle) -> list[_Entity
                         "name": f"{spec.label} {side.upper()}",
                         "command_topic": command_topic,
                         "command_template": f'{{"{side}": {{{{ value | int }}}}}}',
-                        "state_topic": f"{root}/ev_charge_limits_{side}",
+                        "state_topic": f"{root}/{state_field}",
                         "min": 50,
                         "max": 100,
                         "step": 10,
@@ -252,19 +266,20 @@ def _command_entities(spec: Command, vehicle: DiscoveredVehicle) -> list[_Entity
     return entities
 
 
-def _climate_config(spec: Command, root: str) -> dict[str, Any]:
-    """A climate entity for cars whose climate takes a target temperature (Hyundai/Kia): off or on."""
+def _climate_config(spec: Command, root: str, offers: VehicleOffers) -> dict[str, Any]:
+    """A climate entity for cars whose climate takes a target temperature (Hyundai/Kia): off or on; the
+    provider names the fields that say whether it runs and at what temperature."""
     command_topic = f"{root}/{spec.name}/set"
     return {
         "name": spec.label,
         "modes": ["off", "heat_cool"],
         "mode_command_topic": command_topic,
         "mode_command_template": "{{ 'OFF' if value == 'off' else 'ON' }}",
-        "mode_state_topic": f"{root}/air_control_is_on",
+        "mode_state_topic": f"{root}/{offers.climate_running}",
         "mode_state_template": "{{ 'heat_cool' if value == 'true' else 'off' }}",
         "temperature_command_topic": command_topic,
         "temperature_command_template": '{"action": "ON", "temperature": {{ value }}}',
-        "temperature_state_topic": f"{root}/air_temperature",
+        "temperature_state_topic": f"{root}/{offers.climate_target}",
         "min_temp": 14,
         "max_temp": 30,
         "temp_step": 0.5,
@@ -289,10 +304,9 @@ def _status_entity(command: str, noun: str, root: str) -> _Entity:
 def _vehicle_entities(vehicle: DiscoveredVehicle) -> list[_Entity]:
     """Every entity of one vehicle: fields present, derived ones, commands supported."""
     root = vehicle.root
+    specs = [*FIELDS.values(), *(spec for spec in vehicle.offers.fields if spec.name not in FIELDS)]
     entities = [
-        entity
-        for name, spec in FIELDS.items()
-        if (entity := _field_entity(spec, root, vehicle.fields.get(name))) is not None
+        entity for spec in specs if (entity := _field_entity(spec, root, vehicle.fields.get(spec.name))) is not None
     ]
     if vehicle.fields.get("charging_status") is not None:
         entities.append(
@@ -547,12 +561,17 @@ def bridge_discovery(
 # --------------------------------------------------------------------------------------------------
 
 
+def _all_offers() -> list[VehicleOffers]:
+    return [spec.offers for spec in providers.available().values()]
+
+
 def _possible_entities() -> dict[str, set[str]]:
     """Every entity key discovery can make, with the platforms it can have (for cleanup)."""
     keys: dict[str, set[str]] = {}
-    for name, spec in FIELDS.items():
+    provided = [spec for offers in _all_offers() for spec in offers.fields]
+    for spec in [*FIELDS.values(), *provided]:
         if spec.platform:
-            keys.setdefault(name, set()).add(spec.platform)
+            keys.setdefault(spec.name, set()).add(spec.platform)
     keys.setdefault(CHARGING_KEY, set()).add("binary_sensor")
     keys.setdefault(LOCATION_KEY, set()).add("device_tracker")
     control = {

@@ -54,7 +54,8 @@ def _lid(name: str, label: str, device_class: str) -> FieldSpec:
     )
 
 
-def _problem(name: str, label: str) -> FieldSpec:
+def problem(name: str, label: str) -> FieldSpec:
+    """A warning flag as a Home Assistant problem sensor (providers use it for their own warnings)."""
     return FieldSpec(name, label, "binary_sensor", "bool", device_class="problem")
 
 
@@ -143,39 +144,6 @@ FIELDS: dict[str, FieldSpec] = {
         FieldSpec("position_status", "Position status", kind="text", diagnostic=True, enabled=False),
         FieldSpec("parking_light", "Parking light", kind="text", icon="mdi:car-parking-lights"),
         FieldSpec("position_light", "Position light", kind="text", icon="mdi:car-light-dimmed"),
-        # Hyundai/Kia (hyundai_kia_connect_api's attribute names, vendor-api-facts B2)
-        _problem("tire_pressure_all_warning_is_on", "Tyre pressure"),
-        _problem("tire_pressure_front_left_warning_is_on", "Tyre pressure front left"),
-        _problem("tire_pressure_front_right_warning_is_on", "Tyre pressure front right"),
-        _problem("tire_pressure_rear_left_warning_is_on", "Tyre pressure rear left"),
-        _problem("tire_pressure_rear_right_warning_is_on", "Tyre pressure rear right"),
-        _problem("washer_fluid_warning_is_on", "Washer fluid"),
-        _problem("brake_fluid_warning_is_on", "Brake fluid"),
-        _problem("smart_key_battery_warning_is_on", "Smart key battery"),
-        _problem("fuel_level_is_low", "Fuel low"),
-        FieldSpec("air_control_is_on", "Climate running", "binary_sensor", "bool", device_class="running"),
-        FieldSpec("engine_is_running", "Engine", "binary_sensor", "bool", device_class="running"),
-        FieldSpec("ev_charge_port_door_is_open", "Charge port", "binary_sensor", "bool", device_class="door"),
-        FieldSpec(
-            "air_temperature",
-            "Climate target temperature",
-            unit="°C",
-            device_class="temperature",
-            state_class="measurement",
-            diagnostic=True,
-        ),
-        FieldSpec("ev_charging_power", "Charging power", unit="kW", device_class="power", state_class="measurement"),
-        FieldSpec(
-            "ev_battery_soh_percentage",
-            "Battery health",
-            unit="%",
-            state_class="measurement",
-            diagnostic=True,
-            icon="mdi:battery-heart-variant",
-        ),
-        FieldSpec("ev_charge_limits_ac", "Charge limit AC", unit="%", state_class="measurement", diagnostic=True),
-        FieldSpec("ev_charge_limits_dc", "Charge limit DC", unit="%", state_class="measurement", diagnostic=True),
-        FieldSpec("total_driving_range", "Total range", unit="km", device_class="distance", state_class="measurement"),
         _lid("door_driver_front", "Driver door", "door"),
         _lid("door_driver_rear", "Rear door driver side", "door"),
         _lid("door_passenger_front", "Passenger door", "door"),

@@ -41,8 +41,12 @@ class VehicleOffers:
     observed: Mapping[str, str] = field(default_factory=dict)
     #: the fields holding the AC and DC charge limits (``charge_limit`` sets both: one slider keeps the other)
     charge_limits: tuple[str, str] | None = None
-    #: the field that says whether climate is running (a climate entity's mode)
+    #: the field that says whether climate is running (a climate entity's mode), and its target temperature
     climate_running: str | None = None
+    climate_target: str | None = None
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((spec for spec in self.fields if spec.name == name), None)
 
 
 @dataclass(frozen=True)

@@ -205,4 +205,5 @@ class VehicleContext(CommandTarget):
             fields=dict(self.status.fields) if self.status else {},
             has_location=bool(self.status and self.status.location),
             unlock_code=self.config.unlock_code is not None,
+            offers=self.offers,
         )

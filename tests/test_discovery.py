@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from mqttbridge import providers
 from mqttbridge.backends.bmw_legacy.parse import parse_status, parse_vehicle, parse_vehicles
 from mqttbridge.config import HomeAssistantConfig
 from mqttbridge.discovery import (
@@ -368,7 +369,8 @@ def kitchen_sink_case() -> Case:
         commands=commands,
         details={"bodytype": "X99"},
     )
-    fields = {name: _sample(spec) for name, spec in FIELDS.items()}
+    offers = providers.offers("hyundai_kia")  # a provider's own fields too
+    fields = {spec.name: _sample(spec) for spec in [*FIELDS.values(), *offers.fields]}
     vehicle = DiscoveredVehicle(
         vin=info.vin,
         name="everything",
@@ -377,6 +379,7 @@ def kitchen_sink_case() -> Case:
         fields=fields,
         has_location=True,
         unlock_code=False,
+        offers=offers,
     )
     return Case("kitchen-sink", vehicle)
 
@@ -1085,6 +1088,7 @@ def test_hyundai_style_climate_and_charge_limits() -> None:
     vehicle = replace(
         base,
         info=info,
+        offers=providers.offers("hyundai_kia"),  # the provider names its climate and charge-limit fields
         fields={
             **base.fields,
             "air_control_is_on": True,
