@@ -74,10 +74,13 @@ def connect_error_text(exc: OSError | None) -> str:
     if isinstance(exc, ssl.SSLCertVerificationError):
         detail = exc.verify_message or exc.reason or str(exc)
         if "mismatch" in detail:
-            return (f"TLS: the broker's certificate does not match the host name ({detail}); "
-                    f"set mqtt.host to a name in the certificate (mqtt.tls.insecure: true skips this check)")
-        return (f"TLS: the broker's certificate was refused ({detail}); "
-                f"mqtt.tls.ca_certs must hold the CA that signed it")
+            return (
+                f"TLS: the broker's certificate does not match the host name ({detail}); "
+                f"set mqtt.host to a name in the certificate (mqtt.tls.insecure: true skips this check)"
+            )
+        return (
+            f"TLS: the broker's certificate was refused ({detail}); mqtt.tls.ca_certs must hold the CA that signed it"
+        )
     if isinstance(exc, ssl.SSLError):
         return f"TLS handshake failed ({exc.reason or exc}); check mqtt.tls and the broker's TLS listener"
     if isinstance(exc, socket.gaierror):
@@ -100,8 +103,15 @@ class Session(Protocol):
 
     def unsubscribe(self, topic: str) -> None: ...
 
-    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
-                correlation_data: bytes | None = None) -> None: ...
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes | None,
+        *,
+        retain: bool = True,
+        qos: int = 1,
+        correlation_data: bytes | None = None,
+    ) -> None: ...
 
     def alive(self) -> bool: ...
 
@@ -152,12 +162,17 @@ class MqttSession:
             client.username_pw_set(cfg.username, cfg.password)
         if cfg.tls is not None:
             client.tls_set(
-                ca_certs=cfg.tls.ca_certs, certfile=cfg.tls.certfile, keyfile=cfg.tls.keyfile,
-                cert_reqs=ssl.CERT_REQUIRED, tls_version=ssl.PROTOCOL_TLS_CLIENT,
+                ca_certs=cfg.tls.ca_certs,
+                certfile=cfg.tls.certfile,
+                keyfile=cfg.tls.keyfile,
+                cert_reqs=ssl.CERT_REQUIRED,
+                tls_version=ssl.PROTOCOL_TLS_CLIENT,
             )
             if cfg.tls.insecure:
-                log.warning("mqtt.tls.insecure is true: the broker's host name is NOT checked against its "
-                            "certificate (which must still be signed by a trusted CA)")
+                log.warning(
+                    "mqtt.tls.insecure is true: the broker's host name is NOT checked against its "
+                    "certificate (which must still be signed by a trusted CA)"
+                )
                 client.tls_insecure_set(True)
         client.will_set(self.will_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
@@ -213,16 +228,18 @@ class MqttSession:
 
     def _paho_message(self, _client: paho.Client, _userdata: Any, message: paho.MQTTMessage) -> None:
         props = getattr(message, "properties", None)
-        self._events.put((
-            "message",
-            Incoming(
-                topic=message.topic,
-                payload=bytes(message.payload),
-                retain=bool(message.retain),
-                response_topic=getattr(props, "ResponseTopic", None) if props else None,
-                correlation_data=getattr(props, "CorrelationData", None) if props else None,
-            ),
-        ))
+        self._events.put(
+            (
+                "message",
+                Incoming(
+                    topic=message.topic,
+                    payload=bytes(message.payload),
+                    retain=bool(message.retain),
+                    response_topic=getattr(props, "ResponseTopic", None) if props else None,
+                    correlation_data=getattr(props, "CorrelationData", None) if props else None,
+                ),
+            )
+        )
 
     # --- the dispatcher thread: the bridge's handlers run here ---------------------------------
 
@@ -279,8 +296,15 @@ class MqttSession:
         if self.connected.is_set():
             self.client.unsubscribe(topic)
 
-    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
-                correlation_data: bytes | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes | None,
+        *,
+        retain: bool = True,
+        qos: int = 1,
+        correlation_data: bytes | None = None,
+    ) -> None:
         properties = None
         if correlation_data is not None and self.v5:
             properties = Properties(PacketTypes.PUBLISH)

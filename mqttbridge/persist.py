@@ -207,8 +207,15 @@ class SnapshotKeeper:
     """Saves the Publisher's retained payloads of the vehicles' topics when they changed, at most every
     ``interval`` seconds, from its own thread; the publishing path only bumps a counter."""
 
-    def __init__(self, store: StateStore, publisher: Publisher, roots: Callable[[], Roots], *,
-                 excluded: tuple[str, ...], interval: float = SNAPSHOT_INTERVAL_S):
+    def __init__(
+        self,
+        store: StateStore,
+        publisher: Publisher,
+        roots: Callable[[], Roots],
+        *,
+        excluded: tuple[str, ...],
+        interval: float = SNAPSHOT_INTERVAL_S,
+    ):
         self.store = store
         self.publisher = publisher
         self.roots = roots
@@ -234,9 +241,14 @@ class SnapshotKeeper:
             topics = item.get("topics") if isinstance(item, dict) else None
             root = item.get("root") if isinstance(item, dict) else None
             account = item.get("account") if isinstance(item, dict) else None
-            if (not isinstance(topics, dict) or not isinstance(root, str) or not isinstance(account, str)
-                    or not all(isinstance(t, str) and t.startswith(f"{root}/") and isinstance(p, str)
-                               for t, p in topics.items())):
+            if (
+                not isinstance(topics, dict)
+                or not isinstance(root, str)
+                or not isinstance(account, str)
+                or not all(
+                    isinstance(t, str) and t.startswith(f"{root}/") and isinstance(p, str) for t, p in topics.items()
+                )
+            ):
                 log.warning("%s: dropped the entry of %s: not a vehicle's topics", SNAPSHOT_FILE, vin)
                 continue
             found.append(SnapshotVehicle(str(vin), account, root, dict(topics)))
@@ -275,7 +287,8 @@ class SnapshotKeeper:
         roots = dict(self.roots())
         by_root = {root: vin for vin, (_account, root) in roots.items()}
         out: dict[str, dict[str, Any]] = {
-            vin: {"account": account, "root": root, "topics": {}} for vin, (account, root) in roots.items()}
+            vin: {"account": account, "root": root, "topics": {}} for vin, (account, root) in roots.items()
+        }
         for topic, payload in self.publisher.retained_items():
             if topic.startswith(self.excluded):
                 continue

@@ -18,8 +18,15 @@ LOCK_STATES = {"LOCKED": "LOCKED", "SECURED": "LOCKED", "SELECTIVE_LOCKED": "LOC
 
 
 class Session(Protocol):
-    def publish(self, topic: str, payload: str | bytes | None, *, retain: bool = True, qos: int = 1,
-                correlation_data: bytes | None = None) -> None: ...
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes | None,
+        *,
+        retain: bool = True,
+        qos: int = 1,
+        correlation_data: bytes | None = None,
+    ) -> None: ...
 
 
 def encode(value: Any) -> str:
@@ -170,9 +177,15 @@ class VehiclePublisher:
         fetched = fields.pop("fetched_at", None)
         location = fields.pop("location", None)
         try:
-            where = None if location is None else Location(
-                float(location["latitude"]), float(location["longitude"]),
-                None if location.get("heading") is None else float(location["heading"]))
+            where = (
+                None
+                if location is None
+                else Location(
+                    float(location["latitude"]),
+                    float(location["longitude"]),
+                    None if location.get("heading") is None else float(location["heading"]),
+                )
+            )
             fetched_at = datetime.fromisoformat(fetched) if isinstance(fetched, str) else None
         except (AttributeError, KeyError, TypeError, ValueError):
             return None
