@@ -128,6 +128,16 @@ class FakeSession:
                 raise AssertionError(f"timed out waiting for {what}; last publishes:\n{seen}")
             return found[0]
 
+    def topics(self, since: int = 0) -> dict[str, bytes]:
+        """Every topic published (since a mark) with its last payload; a deleted retained topic is left out."""
+        with self._cond:
+            sent = self.published[since:]
+        last: dict[str, bytes] = {}
+        for item in sent:
+            payload = item.payload
+            last[item.topic] = payload.encode() if isinstance(payload, str) else (payload or b"")
+        return {topic: payload for topic, payload in last.items() if payload}
+
     def retained(self) -> dict[str, str]:
         """What a new subscriber would get now: the last retained payload of each topic, deletions applied."""
         with self._cond:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,10 @@ from paho.mqtt.client import topic_matches_sub
 from mqttbridge.bridge import Bridge
 from mqttbridge.commands import COMMANDS, Rejected, parse_command
 from mqttbridge.demo import DEMO_NAMES
-from mqttbridge.mqtt import Incoming
 from mqttbridge.simulator import SimulatorServer, demo_vehicles
 
 from .conftest import FakeClock, account_data, make_config
+from .fake_session import FakeSession
 from .mqtt_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,75 +36,13 @@ CORE_TYPES = {"tab", "comment", "mqtt-broker", "mqtt in", "mqtt out", "inject", 
 FINAL = {"EXECUTED", "NOT_EXECUTED", "TIMED_OUT", "REJECTED", "FAILED"}
 
 
-class RecordingSession:
-    """An in-memory broker session (``mqttbridge.mqtt.Session``): it records what the bridge publishes
-    and delivers what a test sends, as a broker would deliver a subscribed message."""
+class RecordingSession(FakeSession):
+    """The in-memory broker session of the tests, delivering only what the bridge subscribed to."""
 
-    def __init__(
-        self,
-        config: Any,
-        *,
-        will_topic: str,
-        on_connect: Callable[[], None],
-        on_message: Callable[[Incoming], None],
-        on_disconnect: Callable[[str], None] | None = None,
-    ):
-        self.will_topic = will_topic
-        self.on_connect = on_connect
-        self.on_message = on_message
-        self.connected = threading.Event()
-        self.subscriptions: set[str] = set()
-        self.sent: list[tuple[str, bytes, bool]] = []
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        self.connected.set()
-        self.on_connect()
-
-    def stop(self, *, offline_payload: str | None = "offline", timeout: float = 3.0) -> None:
-        if offline_payload is not None and self.connected.is_set():
-            self.publish(self.will_topic, offline_payload)
-        self.connected.clear()
-
-    def subscribe(self, topics: Iterable[str], qos: int = 1, *, retain_as_published: bool = False) -> None:
-        self.subscriptions.update(topics)
-
-    def unsubscribe(self, topic: str) -> None:
-        self.subscriptions.discard(topic)
-
-    def publish(
-        self,
-        topic: str,
-        payload: str | bytes | None,
-        *,
-        retain: bool = True,
-        qos: int = 1,
-        correlation_data: bytes | None = None,
-    ) -> None:
-        data = payload.encode() if isinstance(payload, str) else (payload or b"")
-        with self._lock:
-            self.sent.append((topic, data, retain))
-
-    def alive(self) -> bool:
-        return True
-
-    # --- for the tests ---------------------------------------------------------------------------
-
-    def deliver(self, topic: str, payload: bytes) -> None:
+    def deliver(self, topic: str, payload: str | bytes, **kwargs: Any) -> None:
         """A message from a client such as Node-RED (never retained), as the broker hands it over."""
         assert any(topic_matches_sub(sub, topic) for sub in self.subscriptions), f"the bridge ignores {topic}"
-        self.on_message(Incoming(topic=topic, payload=payload, retain=False))
-
-    def mark(self) -> int:
-        with self._lock:
-            return len(self.sent)
-
-    def topics(self, since: int = 0) -> dict[str, bytes]:
-        """Every topic published (since a mark) with its last payload; a deleted retained topic is left out."""
-        with self._lock:
-            sent = self.sent[since:]
-        last = {topic: payload for topic, payload, _ in sent}
-        return {topic: payload for topic, payload in last.items() if payload}
+        super().deliver(topic, payload, **kwargs)
 
 
 class Demo:
