@@ -95,8 +95,10 @@ class DiscoveryAnnouncer:
     def publish(self, ctx: VehicleContext, *, force: bool = False) -> None:
         """Announce the vehicle's entities; ones it lost are removed the way HA needs (rulebook 2b)."""
         current = discovery.vehicle_discovery(ctx.discovered(), base_topic=self.base, ha=self.ha, version=__version__)
-        changes = current if force else discovery.discovery_changes(ctx.announced, current)
-        ctx.announced = current
+        # the last payloads are the publisher's (kept compressed there): a copy here would be ~19 KB a vehicle
+        previous = [(topic, self.publisher.payload(topic) or "") for topic in ctx.announced]
+        changes = current if force else discovery.discovery_changes(previous, current)
+        ctx.announced = [topic for topic, _ in current]
         for topic, payload in changes:
             if payload:
                 self.publisher.retained(topic, payload, force=True)

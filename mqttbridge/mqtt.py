@@ -4,6 +4,11 @@ Paho's callbacks run on its network thread, so they only copy what arrived into 
 a dispatcher thread hands events to the bridge. No exception may leave a callback (it would kill the
 network thread), so each one is wrapped. Reconnecting is paho's own loop with back-off; every
 (re)connect renews the subscriptions and tells the bridge to publish everything again.
+
+Publishing waits for room (``PublishRoom``): paho queues every QoS 1 message until the broker acknowledges
+it, without bound, and the bridge can publish a fleet's first round far faster than any broker acknowledges
+it. That queue (a message object and a ``threading.Condition`` per message) was most of the daemon's memory
+at 1,000 vehicles; paho's own limit (``max_queued_messages``) drops messages, which the bridge must not.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import queue
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +35,17 @@ RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
 #: CONNACK reason codes that mean the credentials were refused (MQTT 3.1.1's 4 and 5 arrive as these)
 _CREDENTIALS_REFUSED = {0x86, 0x87}  # Bad user name or password, Not authorized
+
+#: unacknowledged QoS 1 messages paho may hold before a publisher waits for room (about 1 KB each)
+MAX_UNACKED = 1000
+#: a publisher that waited goes on once the broker has acknowledged paho's queue down to this many
+RESUME_UNACKED = 500
+#: the longest one publish waits for room while connected; then it is queued anyway (never dropped)
+ROOM_WAIT_S = 10.0
+
+#: marks paho's network thread while it runs one of our callbacks: a publish there must never wait, since
+#: only that thread reads the acknowledgements that make room
+_network = threading.local()
 
 
 @dataclass(frozen=True)
@@ -46,18 +63,134 @@ def _guarded(name: str, func: Callable[..., None]) -> Callable[..., None]:
     """Wrap a paho callback so that nothing escapes into paho's network thread."""
 
     def callback(*args: Any) -> None:
+        outer = getattr(_network, "inside", False)  # paho may log (a callback) from inside another callback
+        _network.inside = True
         try:
             func(*args)
         except Exception:  # an escaping exception would end the network thread
             log.exception("error in the MQTT %s callback (ignored)", name)
+        finally:
+            _network.inside = outer
 
     return callback
 
 
+def on_network_thread() -> bool:
+    """True inside one of paho's callbacks (its network thread)."""
+    return bool(getattr(_network, "inside", False))
+
+
+class PublishRoom:
+    """Back-pressure on paho's queue of unacknowledged messages.
+
+    A publisher that finds ``high`` messages unacknowledged waits until the broker has acknowledged them down
+    to ``low`` (the gap spares a thread switch per message), but never on paho's network thread, never while
+    disconnected (paho keeps the message for the next connection) and never longer than ``wait`` seconds:
+    then the message is queued anyway. Nothing is ever dropped; the queue is only kept from outgrowing what
+    the broker takes.
+    """
+
+    def __init__(
+        self,
+        unacked: Callable[[], int],
+        connected: threading.Event,
+        *,
+        high: int = MAX_UNACKED,
+        low: int = RESUME_UNACKED,
+        wait: float = ROOM_WAIT_S,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if not 0 <= low < high:
+            raise ValueError("need 0 <= low < high")
+        self.unacked = unacked
+        self.connected = connected
+        self.high = high
+        self.low = low
+        self.wait = wait
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._waiters = 0
+        #: bumped when an acknowledgement brought the queue down to ``low``: whoever waited may go on
+        self._freed = 0
+        self._closed = False
+        #: a wait ran out: said once, until the queue drains again
+        self._stalled = False
+        #: publishes that waited, and that gave up waiting (for the tests and the benchmark)
+        self.waits = 0
+        self.timeouts = 0
+
+    def _must_wait(self, limit: int) -> bool:
+        return not self._closed and self.connected.is_set() and self.unacked() >= limit
+
+    def acquire(self) -> bool:
+        """Wait for room if there is none; False when the wait ran out (the caller publishes anyway)."""
+        if on_network_thread() or not self._must_wait(self.high):
+            return True
+        with self._cond:
+            if not self._must_wait(self.high):
+                return True
+            deadline = self.clock() + self.wait
+            freed = self._freed
+            self.waits += 1
+            self._waiters += 1
+            try:
+                # woken by the acknowledgement that made room, it goes on even if another publisher took it
+                while self._freed == freed and self._must_wait(self.low + 1):
+                    left = deadline - self.clock()
+                    if left <= 0:
+                        self.timeouts += 1
+                        if not self._stalled:
+                            self._stalled = True
+                            log.warning(
+                                "the broker has not acknowledged %d messages for %.0f s; publishing without "
+                                "waiting for it",
+                                self.unacked(),
+                                self.wait,
+                            )
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._waiters -= 1
+        return True
+
+    def acknowledged(self) -> None:
+        """paho dropped an acknowledged message from its queue (on its network thread)."""
+        if self._waiters and self.unacked() <= self.low:
+            with self._cond:
+                self._stalled = False
+                self._freed += 1
+                self._cond.notify_all()
+
+    def wake(self) -> None:
+        """The connection went down: waiting publishers go on (paho keeps their messages for the reconnect)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """At stop: nobody waits any more."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
 class _Client(paho.Client):
-    """paho's client, remembering why the last connection attempt failed: ``on_connect_fail`` is not told."""
+    """paho's client, remembering why the last connection attempt failed (``on_connect_fail`` is not told),
+    and telling ``on_acknowledged`` whenever it dropped an acknowledged message from its queue."""
 
     last_connect_error: OSError | None = None
+    #: for the back-pressure, which must not depend on ``on_publish`` (whoever uses the client may set that)
+    on_acknowledged: Callable[[], None] | None = None
+
+    def _do_on_publish(self, *args: Any) -> MQTTErrorCode:
+        """paho's own step after an acknowledgement (private: MqttSession checks that it exists)."""
+        result: MQTTErrorCode = super()._do_on_publish(*args)
+        hook = self.on_acknowledged
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # an escaping exception would end the network thread
+                log.exception("error in the MQTT acknowledgement hook (ignored)")
+        return result
 
     def reconnect(self) -> MQTTErrorCode:
         try:
@@ -149,6 +282,11 @@ class MqttSession:
         self._refused = False
         self.v5 = str(config.protocol) == "5"
         self.client = self._make_client()
+        self.room = PublishRoom(self._unacked, self.connected)
+
+    def _unacked(self) -> int:
+        """QoS 1 messages paho holds until the broker acknowledges them (sent, or waiting for an in-flight slot)."""
+        return len(self._out_messages)
 
     def _make_client(self) -> paho.Client:
         cfg = self.config
@@ -181,6 +319,13 @@ class MqttSession:
         client.on_message = _guarded("message", self._paho_message)
         client.on_connect_fail = _guarded("connect_fail", self._paho_connect_fail)
         client.on_log = _guarded("log", self._paho_log)
+        client.on_acknowledged = self._paho_acknowledged
+        #: paho's own queue of unacknowledged messages; there is no public accessor, nor a public hook that tells
+        #: when it shrank: without either (another paho), publishing goes on without back-pressure
+        self._out_messages: Sized = getattr(client, "_out_messages", ())
+        if not hasattr(client, "_out_messages") or not hasattr(paho.Client, "_do_on_publish"):
+            self._out_messages = ()
+            log.warning("this paho-mqtt hides its queue of unacknowledged messages; publishing without back-pressure")
         return client
 
     # --- paho's thread: copy and return --------------------------------------------------------
@@ -205,6 +350,7 @@ class MqttSession:
 
     def _paho_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
+        self.room.wake()
         text = str(reason)
         detail, self._paho_error = self._paho_error, None
         refused, self._refused = self._refused, False
@@ -221,6 +367,9 @@ class MqttSession:
         cause = connect_error_text(getattr(client, "last_connect_error", None))
         self.last_error = f"cannot connect to the broker at {self.config.host}:{self.config.port}: {cause}"
         log.warning("%s; retrying with back-off", self.last_error)
+
+    def _paho_acknowledged(self) -> None:
+        self.room.acknowledged()
 
     def _paho_log(self, _client: paho.Client, _userdata: Any, level: int, text: str) -> None:
         if level == paho.MQTT_LOG_ERR:
@@ -309,10 +458,13 @@ class MqttSession:
         if correlation_data is not None and self.v5:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation_data
+        if qos > 0:
+            self.room.acquire()
         self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
 
     def stop(self, *, offline_payload: str | None = "offline", timeout: float = 3.0) -> None:
         """Publish ``offline`` by hand (a clean disconnect does not fire the will), then disconnect."""
+        self.room.close()
         if offline_payload is not None and self.connected.is_set():
             info = self.client.publish(self.will_topic, offline_payload, qos=1, retain=True)
             try:

@@ -283,20 +283,35 @@ class SnapshotKeeper:
             return True
 
     def collect(self) -> dict[str, dict[str, Any]]:
-        """Each vehicle's retained topics; a topic under two roots (``car`` and ``car/x1``) goes to the longer."""
+        """Each vehicle's retained topics; a topic under two roots (``car`` and ``car/x1``) goes to the longer.
+
+        Read one parent topic at a time (``Publisher.group``): a copy of the whole table at once would be
+        as large as the table itself, every few seconds while a fleet's first round is published.
+        """
         roots = dict(self.roots())
         by_root = {root: vin for vin, (_account, root) in roots.items()}
         out: dict[str, dict[str, Any]] = {
             vin: {"account": account, "root": root, "topics": {}} for vin, (account, root) in roots.items()
         }
-        for topic, payload in self.publisher.retained_items():
-            if topic.startswith(self.excluded):
+        for parent in self.publisher.parents():
+            if parent.startswith(self.excluded):
                 continue
-            level = topic.rfind("/")
-            while level > 0:
-                vin = by_root.get(topic[:level])
-                if vin is not None:
-                    out[vin]["topics"][topic] = payload
-                    break
-                level = topic.rfind("/", 0, level)
+            vin = _owner(parent, by_root)
+            if vin is None:
+                continue
+            topics = out[vin]["topics"]
+            for topic, payload in self.publisher.group(parent):
+                if not topic.startswith(self.excluded):
+                    topics[topic] = payload
         return out
+
+
+def _owner(parent: str, by_root: Mapping[str, str]) -> str | None:
+    """The vehicle whose root is the longest one above the topics of ``parent`` (which ends in "/")."""
+    level = len(parent) - 1
+    while level > 0:
+        vin = by_root.get(parent[:level])
+        if vin is not None:
+            return vin
+        level = parent.rfind("/", 0, level)
+    return None

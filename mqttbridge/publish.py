@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -15,6 +17,29 @@ from mqttbridge.model import Location, VehicleStatus
 log = logging.getLogger(__name__)
 
 LOCK_STATES = {"LOCKED": "LOCKED", "SECURED": "LOCKED", "SELECTIVE_LOCKED": "LOCKED", "UNLOCKED": "UNLOCKED"}
+
+#: payloads longer than this are kept zlib-compressed in the Publisher's table: a vehicle's Home Assistant
+#: device config is ~19 KB of JSON (~2.5 KB compressed), 19 MB for 1,000 vehicles
+PACK_OVER = 2048
+#: payloads up to this long are interned: most are a handful of words and numbers ("true", "0", "OK"),
+#: the same for many vehicles, and one shared copy costs less than 70,000 (a fleet's worth of topics)
+SHARE_UP_TO = 16
+
+#: a payload as the table keeps it: the text, or (longer than PACK_OVER) its UTF-8 compressed
+Stored = str | bytes
+
+
+def pack(payload: str) -> Stored:
+    """The form the table keeps ``payload`` in (``unpack`` gives it back)."""
+    if len(payload) > PACK_OVER:
+        return zlib.compress(payload.encode("utf-8"))
+    if len(payload) <= SHARE_UP_TO:
+        return sys.intern(payload)
+    return payload
+
+
+def unpack(stored: Stored) -> str:
+    return zlib.decompress(stored).decode("utf-8") if isinstance(stored, bytes) else stored
 
 
 class Session(Protocol):
@@ -59,11 +84,17 @@ def settle_lock(root: str, topics: dict[str, str]) -> None:
 
 
 class Publisher:
-    """Remembers every retained payload it sent: a repeat is skipped, a reconnect sends all again."""
+    """Remembers every retained payload it sent: a repeat is skipped, a reconnect sends all again.
+
+    The table is kept lean, since it holds ~70 topics of every vehicle: topics are grouped under their parent
+    (``car/x1/`` holds ``odometer``, ``state``...), so no full topic string is kept per entry and each last
+    level is one shared string; short payloads are shared and long ones compressed (``pack``).
+    """
 
     def __init__(self, session: Session):
         self.session = session
-        self._retained: dict[str, str] = {}
+        #: parent topic with its trailing "/" (or "") -> last level -> payload as ``pack`` keeps it
+        self._table: dict[str, dict[str, Stored]] = {}
         self._lock = threading.Lock()
         self.sent = 0
         #: bumped at every change of the retained set: the snapshot is saved only when it moved
@@ -74,13 +105,54 @@ class Publisher:
         #: deletes what the table says it published, the snapshot saves it)
         self.frozen = False
 
+    # --- the table (callers hold the lock) -------------------------------------------------------
+
+    def _get(self, topic: str) -> Stored | None:
+        cut = topic.rfind("/") + 1
+        group = self._table.get(topic[:cut])
+        return None if group is None else group.get(topic[cut:])
+
+    def _set(self, topic: str, stored: Stored) -> None:
+        cut = topic.rfind("/") + 1
+        parent = topic[:cut]
+        group = self._table.get(parent)
+        if group is None:
+            group = self._table[parent] = {}
+        group[sys.intern(topic[cut:])] = stored
+
+    def _pop(self, topic: str) -> None:
+        cut = topic.rfind("/") + 1
+        parent = topic[:cut]
+        group = self._table.get(parent)
+        if group is not None and group.pop(topic[cut:], None) is not None and not group:
+            del self._table[parent]
+
+    def parents(self) -> list[str]:
+        """The parent topics (with their trailing "/") under which retained topics are kept."""
+        with self._lock:
+            return list(self._table)
+
+    def group(self, parent: str) -> list[tuple[str, str]]:
+        """One parent's topics, copied under the lock (a group is small: the copy never holds the fleet)."""
+        with self._lock:
+            stored = list(self._table.get(parent, {}).items())
+        return [(parent + leaf, unpack(value)) for leaf, value in stored]
+
+    # --- API -------------------------------------------------------------------------------------
+
     def retained(self, topic: str, payload: str, *, force: bool = False) -> bool:
+        stored = pack(payload)
+        cut = topic.rfind("/") + 1  # _get and _set in one: this runs for every message of every vehicle
+        parent, leaf = topic[:cut], topic[cut:]
         with self._lock:
             if self.frozen:
                 return False
-            if not force and self._retained.get(topic) == payload:
+            group = self._table.get(parent)
+            if group is None:
+                group = self._table[parent] = {}
+            elif not force and group.get(leaf) == stored:
                 return False
-            self._retained[topic] = payload
+            group[leaf if leaf in group else sys.intern(leaf)] = stored
             self.version += 1
         if self._online is not None and not self._online.is_set():
             # kept for the next connect, which publishes everything after bridge/state "online"; sent now,
@@ -92,42 +164,72 @@ class Publisher:
 
     def remember(self, topic: str, payload: str) -> None:
         """Known as retained without being sent now: for the connect handler, whose republish_all sends it."""
+        stored = pack(payload)
         with self._lock:
-            if self._retained.get(topic) != payload:
-                self._retained[topic] = payload
+            if self._get(topic) != stored:
+                self._set(topic, stored)
                 self.version += 1
 
     def clear(self, topic: str) -> None:
         """Delete a retained message (an empty retained payload), e.g. a field the car stopped reporting."""
         with self._lock:
-            self._retained.pop(topic, None)
+            self._pop(topic)
             self.version += 1
         self.session.publish(topic, b"", retain=True, qos=1)
 
     def restore(self, items: Mapping[str, str]) -> None:
         """Payloads a previous run published (the snapshot): known as retained without being sent now,
         so the next (re)connect publishes them, and a read that finds the same values sends nothing."""
+        packed = [(topic, pack(payload)) for topic, payload in items.items()]
         with self._lock:
-            for topic, payload in items.items():
-                self._retained.setdefault(topic, payload)
+            for topic, stored in packed:
+                if self._get(topic) is None:
+                    self._set(topic, stored)
+
+    def payload(self, topic: str) -> str | None:
+        """The payload last published retained on ``topic`` (None: nothing, or deleted)."""
+        with self._lock:
+            stored = self._get(topic)
+        return None if stored is None else unpack(stored)
+
+    def each_retained(self) -> Iterator[tuple[str, str]]:
+        """Every retained (topic, payload), one parent's topics at a time: no copy of the whole table.
+
+        Each group is as it was at one moment; a change made meanwhile bumps ``version`` (the snapshot is
+        then saved again).
+        """
+        for parent in self.parents():
+            yield from self.group(parent)
 
     def retained_items(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return list(self._retained.items())
+        return list(self.each_retained())
 
     def transient(self, topic: str, payload: str, *, correlation_data: bytes | None = None) -> None:
         self.session.publish(topic, payload, retain=False, qos=1, correlation_data=correlation_data)
 
     def republish_all(self) -> int:
-        with self._lock:
-            items = list(self._retained.items())
-        for topic, payload in items:
+        """Send every retained payload (at connect); how many were sent.
+
+        Stops when the connection drops meanwhile: the next connect sends everything again, and what paho
+        queued while offline would only be sent twice.
+        """
+        sent = 0
+        for topic, payload in self.each_retained():
+            if self._online is not None and not self._online.is_set():
+                log.info("the connection dropped while republishing: %d topics sent; the next connect sends all", sent)
+                break
             self.session.publish(topic, payload, retain=True, qos=1)
-        return len(items)
+            sent += 1
+        return sent
 
     def topics_under(self, prefix: str) -> list[str]:
-        with self._lock:
-            return [t for t in self._retained if t.startswith(prefix)]
+        return [
+            topic
+            for parent in self.parents()
+            if parent.startswith(prefix) or prefix.startswith(parent)
+            for topic, _ in self.group(parent)
+            if topic.startswith(prefix)
+        ]
 
 
 class VehiclePublisher:

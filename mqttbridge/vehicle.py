@@ -39,8 +39,8 @@ class VehicleContext(CommandTarget):
         self.offers = providers.offers(runtime.account.provider)
         self.out = VehiclePublisher(bridge.publisher, self.root)
         self.status: VehicleStatus | None = None
-        #: the discovery messages last published for this vehicle
-        self.announced: list[tuple[str, str]] = []
+        #: the discovery topics last published for this vehicle (their payloads: ``Publisher.payload``)
+        self.announced: list[str] = []
         self.failures = 0
         self.available: bool | None = None
         self.next_status = 0.0
