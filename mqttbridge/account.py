@@ -13,7 +13,7 @@ from mqttbridge.budget import BudgetLedger
 from mqttbridge.config import VehicleConfig, default_vehicle_name
 from mqttbridge.errors import ActionRequiredError
 from mqttbridge.model import VehicleStatus
-from mqttbridge.publish import Throttled
+from mqttbridge.publish import Throttled, encode
 from mqttbridge.vehicle import VehicleContext
 
 if TYPE_CHECKING:
@@ -56,6 +56,18 @@ class AccountRuntime:
     def submit_code(self, kind: str, code: str) -> None:
         self.backend.submit_code(kind, code)
 
+    def __post_init__(self) -> None:
+        self.backend.login_listener = self
+
+    # --- LoginListener: a login that changes on its own (a device code polled in the background) -------------
+
+    def login_required(self, exc: ActionRequiredError) -> None:
+        self.bridge.login.required(self.name, exc)
+
+    def login_completed(self) -> None:
+        self.bridge.login.ok(self.name)
+        self.resume()
+
     def resume(self) -> None:
         """A login was completed: read every vehicle now (the account may have been waiting an hour)."""
         for ctx in self.vehicles:
@@ -72,7 +84,8 @@ class AccountRuntime:
             raise
         self.bridge.login.ok(self.name)
         wanted = {v.vin.upper(): v for v in self.account.vehicles}
-        bridged = {ctx.vin.upper() for ctx in self.vehicles}  # a retry after a partial listing adds no twin
+        # a retry after a partial listing adds no twin (in a cluster, ``vehicles`` holds only those served here)
+        bridged = {ctx.vin.upper() for ctx in self.bridge.by_root.values() if ctx.runtime is self}
         for info in infos:
             vconfig = wanted.pop(info.vin.upper(), None)
             if (self.account.vehicles and vconfig is None) or info.vin.upper() in bridged:
@@ -82,12 +95,24 @@ class AccountRuntime:
         for missing in wanted.values():
             log.error("account %s does not list the configured vehicle %s", self.account.name, missing.vin)
             self.bridge.event("vehicle_missing", account=self.account.name, vin=missing.vin)
-        self.bridge.resume_executions(self)
+        self.bridge.previous.resume(self)
         self.listed.set()
         self.bridge.vehicles_changed()
         if not self.started:  # a pushing backend (a stream) starts handing statuses over now
             self.started = True
             self.backend.start(self)
+
+    def event(self, kind: str, /, **data: Any) -> None:
+        """``StatusSink``: an event of the backend's own (a stream that keeps being dropped), with the account."""
+        self.bridge.event(kind, account=self.name, **data)
+
+    def relay(self, topic: str, payload: bytes) -> None:
+        """``StatusSink``: a raw vendor message, unchanged and not retained (``stream.republish``)."""
+        self.bridge.session.publish(topic, payload, retain=False, qos=0)
+
+    def account_state(self, name: str, data: dict[str, Any]) -> None:
+        """``StatusSink``: retained on ``<base>/bridge/accounts/<account>/<name>`` (published when it changes)."""
+        self.bridge.publisher.retained(f"{self.bridge.base}/bridge/accounts/{self.name}/{name}", encode(data))
 
     def push(self, vin: str, status: VehicleStatus) -> None:
         """``StatusSink``: a status the backend pushed; charged to no budget, dropped for an unbridged car."""

@@ -8,13 +8,15 @@ level is below the threshold, and never on a schedule unless ``force_interval`` 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
 
 def parse_clock(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
+    """``HH:MM`` (local time: no zone) or ``HH:MM UTC`` (a time in UTC)."""
+    clock, _, zone = text.partition(" ")
+    hours, minutes = clock.split(":")
+    return time(int(hours), int(minutes), tzinfo=UTC if zone == "UTC" else None)
 
 
 @dataclass(frozen=True)
@@ -40,15 +42,18 @@ class ForcedReadPolicy:
             return self.quiet_start <= clock < self.quiet_end
         return clock >= self.quiet_start or clock < self.quiet_end  # the window spans midnight
 
-    def refusal(self, now: datetime, battery_12v: Any) -> str | None:
-        """Why a forced read must not happen now, or None when it may."""
+    def refusal(self, now: datetime, battery_12v: Any, unit: str | None = "%") -> str | None:
+        """Why a forced read must not happen now, or None when it may. The level counts only as a percentage
+        (``unit``, as the provider declares the field): a voltage (BMW CarData's) is not compared with
+        ``min_battery_12v``."""
         if self.in_quiet_hours(now):
             return (
                 f"quiet hours ({self.quiet_start:%H:%M}-{self.quiet_end:%H:%M}): a forced read would wake "
                 "the car at night"
             )
         if (
-            isinstance(battery_12v, int | float)
+            unit == "%"
+            and isinstance(battery_12v, int | float)
             and not isinstance(battery_12v, bool)
             and battery_12v < self.min_battery_12v
         ):

@@ -23,20 +23,18 @@ from mqttbridge.backends import Backend, create_backend
 from mqttbridge.backends.budgeted import BudgetedBackend
 from mqttbridge.battery import parse_clock
 from mqttbridge.budget import BudgetLedger
-from mqttbridge.commands import (
-    Execution,
-    Rejected,
-)
-from mqttbridge.config import AccountConfig, Config, default_vehicle_name
+from mqttbridge.cluster import Cluster
+from mqttbridge.config import Config
 from mqttbridge.gateway import CommandGateway
 from mqttbridge.lockout import UnlockLockout
 from mqttbridge.login import LoginDesk
 from mqttbridge.metrics import Metrics
 from mqttbridge.mqtt import Incoming, MqttSession, SessionFactory
 from mqttbridge.normalize import iso
-from mqttbridge.persist import ExecutionJournal, SnapshotKeeper, SnapshotVehicle, running_topics
+from mqttbridge.persist import ExecutionJournal, SnapshotKeeper
 from mqttbridge.polling import AccountPoller
-from mqttbridge.publish import Publisher, Throttled, encode, settle_lock
+from mqttbridge.publish import Publisher, Throttled, encode
+from mqttbridge.restart import PreviousRun
 from mqttbridge.statestore import StateStore, take_set_aside
 from mqttbridge.vehicle import VehicleContext
 
@@ -72,9 +70,12 @@ class Bridge:
         self.started_at = iso(datetime.now(UTC))
         #: told True/False whenever the broker session comes up or goes down (the service heartbeat)
         self.connection_listeners: list[Callable[[bool], None]] = []
+        #: several instances (CONTRACT section 10): the will moves to this instance's own topic
+        self.cluster = Cluster(self, config.cluster) if config.cluster is not None else None
+        self._session_factory = session_factory  # a cluster instance opens a second, silent one (its presence)
         self.session = session_factory(
             config.mqtt,
-            will_topic=f"{self.base}/bridge/state",
+            will_topic=self.cluster.will_topic if self.cluster else f"{self.base}/bridge/state",
             on_connect=self._connected,
             on_message=self._message,
             on_disconnect=self._disconnected,
@@ -113,9 +114,8 @@ class Bridge:
             self.login.add(runtime)
         # what the previous run left: running executions, wrong unlock codes, the published state
         self.journal = ExecutionJournal(store)
-        self._pending: dict[str, list[Execution]] = {}
-        for entry in self.journal.load():
-            self._pending.setdefault(entry.vin, []).append(entry.execution)
+        entries = self.journal.load() if self.cluster is None else self.cluster.drop_journal(self.journal)
+        self.previous = PreviousRun(config, self.publisher, self.journal, entries, self.by_root, self._lock)
         lockout = config.unlock_lockout
         self.lockout = UnlockLockout(
             store, attempts=lockout.attempts, window=lockout.window_minutes * 60.0, duration=lockout.minutes * 60.0
@@ -125,11 +125,12 @@ class Bridge:
         self.snapshot = SnapshotKeeper(
             store,
             self.publisher,
-            self._snapshot_roots,
+            self.previous.snapshot_roots,
             excluded=(f"{self.base}/bridge/", f"{config.homeassistant.prefix}/"),
         )
-        self.restored: dict[str, SnapshotVehicle] = self._restore_snapshot()
-        self._settled = False
+        # in a cluster the broker's retained state is the truth: another instance may have published since
+        if self.cluster is None:
+            self.previous.restore(self.snapshot)
         self.pollers = [
             AccountPoller(rt, stopping=self.stopping, on_event=self._poller_event, clock=clock) for rt in self.accounts
         ]
@@ -145,7 +146,14 @@ class Bridge:
         self.metrics.start(connected=self.session.connected.is_set)  # first: a taken port fails at once
         self.notifier.start()
         self.snapshot.start()
+        # remembered now, so subscribed at every connect before anything is published (``MqttSession``): a command
+        # sent as soon as bridge/info or Home Assistant shows a vehicle finds the bridge subscribed. Commands for
+        # vehicles we do not bridge get an answer too (no silent drop)
+        subs = [*self.announcer.subscriptions(), f"{self.base}/+/+/set", *self.login.subscriptions()]
+        self.session.subscribe(subs, retain_as_published=True)
         self.session.start()
+        if self.cluster is not None:
+            self.cluster.start_presence(self._session_factory, self.config.mqtt)
         for poller in self.pollers:
             poller.start()
 
@@ -165,6 +173,8 @@ class Bridge:
             rt.budget_out.flush()  # the last count, before the table is frozen
         self.publisher.frozen = True  # from here on what is on the broker is what the table says
         self.snapshot.stop()
+        if self.cluster is not None:
+            self.cluster.stop()
         self.session.stop(offline_payload="offline")
         for rt in self.accounts:
             rt.backend.close()
@@ -172,86 +182,6 @@ class Bridge:
         self.metrics.stop()
         for close in self.closers:
             close()
-
-    # --- what survives a restart -------------------------------------------------------------------
-
-    def _expected_root(self, account_name: str, vin: str) -> str | None:
-        """The root the configuration gives ``vin`` of that account now (None: no longer bridged)."""
-        account: AccountConfig | None = next((a for a in self.config.accounts if a.name == account_name), None)
-        if account is None:
-            return None
-        if not account.vehicles:
-            return f"{self.base}/{default_vehicle_name(vin)}"
-        vconfig = next((v for v in account.vehicles if v.vin.upper() == vin.upper()), None)
-        return self.config.root_topic(vconfig) if vconfig is not None else None
-
-    def _restore_snapshot(self) -> dict[str, SnapshotVehicle]:
-        """Seed the publisher with the last run's vehicle topics; the first connect publishes them."""
-        restored: dict[str, SnapshotVehicle] = {}
-        for saved in self.snapshot.load():
-            if self._expected_root(saved.account, saved.vin) != saved.root:
-                log.info("snapshot: %s is no longer bridged at %s; not republished", saved.vin, saved.root)
-                continue
-            topics = dict(saved.topics)
-            settle_lock(saved.root, topics)
-            for execution in self._pending.get(saved.vin, []):
-                topics.update(running_topics(saved.root, execution))
-            self.publisher.restore(topics)
-            restored[saved.vin] = SnapshotVehicle(saved.vin, saved.account, saved.root, topics)
-        if restored:
-            log.info(
-                "snapshot: %d retained topics of %d vehicles to republish at connect",
-                sum(len(s.topics) for s in restored.values()),
-                len(restored),
-            )
-        return restored
-
-    def _snapshot_roots(self) -> dict[str, tuple[str, str]]:
-        """The vehicles whose topics the snapshot keeps: the bridged ones, and restored ones not yet listed."""
-        with self._lock:
-            roots = {vin: (saved.account, saved.root) for vin, saved in self.restored.items()}
-            roots.update({c.vin: (c.runtime.account.name, c.root) for c in self.by_root.values()})
-        return roots
-
-    def _settle_restored(self) -> None:
-        """Once every account listed its vehicles, a restored vehicle that is not bridged loses its topics."""
-        if not all(rt.listed.is_set() for rt in self.accounts):
-            return
-        with self._lock:
-            if self._settled:
-                return
-            self._settled = True
-            bridged = {c.vin for c in self.by_root.values()}
-            gone = [saved for vin, saved in self.restored.items() if vin not in bridged]
-            self.restored = {}
-            kept = [e for vin, pending in self._pending.items() if vin not in bridged for e in pending]
-        for saved in gone:
-            log.info("snapshot: %s is not listed any more; removing its %d topics", saved.vin, len(saved.topics))
-            for topic in saved.topics:
-                self.publisher.clear(topic)
-        if kept:
-            log.warning(
-                "%d running executions of the previous run are for vehicles not bridged now; kept for a later start",
-                len(kept),
-            )
-
-    def resume_executions(self, runtime: AccountRuntime) -> None:
-        """Follow what the previous run left running for this account's vehicles; nothing is sent again."""
-        for ctx in list(runtime.vehicles):
-            with self._lock:
-                pending = self._pending.pop(ctx.vin, [])
-            for execution in sorted(pending, key=lambda e: e.received_at):
-                try:
-                    ctx.runner.resume(execution)
-                except Rejected as exc:  # two identical entries: the first one is followed
-                    log.warning(
-                        "not resuming %s %s (request %s): %s",
-                        execution.command,
-                        execution.action,
-                        execution.request_id,
-                        exc,
-                    )
-                    self.journal.remove(execution)
 
     # --- vehicles -----------------------------------------------------------------------------------
 
@@ -262,9 +192,11 @@ class Bridge:
                 self.event("root_conflict", vin=ctx.vin, root=ctx.root)
                 return
             self.by_root[ctx.root] = ctx
-            ctx.runtime.vehicles.append(ctx)
+            if self.cluster is None:  # else served once the cluster gives it to this instance
+                ctx.runtime.vehicles.append(ctx)
         if not self._under_base_wildcard(ctx.root):  # else <base>/+/+/set has it: subscribed twice, served twice
-            self.session.subscribe([f"{ctx.root}/+/set"], retain_as_published=True)
+            mirror = [f"{ctx.root}/+/execution"] if self.cluster else []  # the records a takeover follows
+            self.session.subscribe([f"{ctx.root}/+/set", *mirror], retain_as_published=True)
         log.info("bridging %s (%s %s) at %s", ctx.vin, ctx.info.brand, ctx.info.model, ctx.root)
         self.gateway.vehicle_added(ctx)
         if ctx.status is not None:  # restored from the snapshot: Home Assistant gets its entities now
@@ -277,7 +209,7 @@ class Bridge:
     def vehicles_changed(self) -> None:
         self._report_set_aside()  # e.g. a token file found unreadable while the account logged in
         self.publish_info()
-        self._settle_restored()
+        self.previous.settle(self.accounts)
         self.announcer.maybe_cleanup()
 
     def _budget_topic(self, runtime: AccountRuntime) -> str:
@@ -302,7 +234,12 @@ class Bridge:
         runtime.budget_out(now=urgent)
 
     def _publish_budget_topic(self, runtime: AccountRuntime) -> None:
-        self.publisher.retained(self._budget_topic(runtime), encode(runtime.ledger.snapshot()))
+        self.publisher.retained(self._budget_topic(runtime), encode(self._budget_payload(runtime)))
+
+    def _budget_payload(self, runtime: AccountRuntime) -> dict[str, Any]:
+        """The ledger's snapshot; in a cluster the account's calls of every instance (``cluster.budgets``)."""
+        own = runtime.ledger.snapshot()
+        return self.cluster.budget_view(runtime, own) if self.cluster is not None else own
 
     def publish_info(self) -> None:
         self.publisher.retained(f"{self.base}/bridge/info", self._info())
@@ -320,6 +257,7 @@ class Bridge:
                     "account": c.runtime.account.name,
                     "model": c.info.model,
                     "brand": c.info.brand,
+                    **({"owner": self.cluster.owner_of(c.vin)} if self.cluster else {}),
                 }
                 for c in sorted(self.by_root.values(), key=lambda c: c.root)
             ],
@@ -333,15 +271,14 @@ class Bridge:
         self._tell_listeners(True)  # first: whoever sees "online" finds a heartbeat that says connected
         # bridge/state is not in the publisher's table: republish_all below would send "online" twice
         self.session.publish(f"{self.base}/bridge/state", "online", retain=True, qos=1)
-        # commands for vehicles we do not bridge get an answer too (item: no silent drop)
-        subs = [*self.announcer.subscriptions(), f"{self.base}/+/+/set", *self.login.subscriptions()]
-        self.session.subscribe(subs, retain_as_published=True)
+        if self.cluster is not None:
+            self.cluster.connected()
         self.announcer.connected()
         # known as retained without being sent: republish_all sends everything exactly once
         self.publisher.remember(f"{self.base}/bridge/info", self._info())
         for runtime in self.accounts:
             if runtime.account.poll.daily_budget is not None:
-                self.publisher.remember(self._budget_topic(runtime), encode(runtime.ledger.snapshot()))
+                self.publisher.remember(self._budget_topic(runtime), encode(self._budget_payload(runtime)))
         for topic, payload in self.announcer.bridge_configs():
             self.publisher.remember(topic, payload)
         count = self.publisher.republish_all()
@@ -376,6 +313,8 @@ class Bridge:
 
     def _message(self, msg: Incoming) -> None:
         topic = msg.topic
+        if self.cluster is not None and self.cluster.handle(msg):
+            return
         if self.announcer.handle(msg):
             return
         if self.login.is_code(topic):

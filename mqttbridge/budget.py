@@ -19,6 +19,7 @@ are handled.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
@@ -31,6 +32,9 @@ CALL_KINDS = ("cached_read", "forced_read", "command", "execution_check")
 READ_KINDS = frozenset({"cached_read", "forced_read"})
 
 _STATE_VERSION = 1
+#: an account without a limit saves its counts at most this often (they decide nothing, and every vendor call
+#: of a fleet would write and fsync the file); one with a limit saves at every call
+UNLIMITED_SAVE_S = 60.0
 
 
 def _local_now() -> datetime:
@@ -73,6 +77,10 @@ class BudgetLedger:
         self.account = account
         self.limit = limit
         self.reserve = reserve
+        #: the account's whole budget; ``share`` gives a cluster instance its part of it
+        self._whole = (limit, reserve)
+        #: a reset given in UTC (``HH:MM UTC``: BMW CarData's quota) falls on UTC days, else on local ones
+        self._reset_in_utc = reset.tzinfo is not None
         self._reset = reset.replace(tzinfo=None)
         self._store = store
         self._clock = now
@@ -82,6 +90,9 @@ class BudgetLedger:
         self._exhausted_logged = False
         #: vendor requests one read costs, as a metering backend last reported (a moving average)
         self._read_cost = 1.0
+        #: when the counts were last saved, and whether they changed since (an account without a limit)
+        self._saved_at: datetime | None = None
+        self._dirty = False
         current = self._now()
         self._period_start = self._last_reset(current)
         self._period_end = self._next_reset(current)
@@ -94,9 +105,14 @@ class BudgetLedger:
         current = self._clock()
         return current if current.tzinfo is not None else current.astimezone()
 
+    def _day(self, current: datetime) -> date:
+        return _utc(current).date() if self._reset_in_utc else current.date()
+
     def _reset_on(self, day: date, ref: datetime) -> datetime:
-        """The reset instant on a local calendar day, in the zone of ``ref``."""
+        """The reset instant on a calendar day (local, or UTC for a reset in UTC), in the zone of ``ref``."""
         naive = datetime.combine(day, self._reset)
+        if self._reset_in_utc:
+            return naive.replace(tzinfo=UTC).astimezone(ref.tzinfo)
         if _is_system_local(ref):
             return naive.astimezone()
         zone = ref.tzinfo
@@ -104,15 +120,15 @@ class BudgetLedger:
         return naive.replace(tzinfo=zone).astimezone(UTC).astimezone(zone)
 
     def _last_reset(self, current: datetime) -> datetime:
-        candidate = self._reset_on(current.date(), current)
+        candidate = self._reset_on(self._day(current), current)
         if _utc(candidate) > _utc(current):
-            candidate = self._reset_on(current.date() - timedelta(days=1), current)
+            candidate = self._reset_on(self._day(current) - timedelta(days=1), current)
         return candidate
 
     def _next_reset(self, current: datetime) -> datetime:
-        candidate = self._reset_on(current.date(), current)
+        candidate = self._reset_on(self._day(current), current)
         if _utc(candidate) <= _utc(current):
-            candidate = self._reset_on(current.date() + timedelta(days=1), current)
+            candidate = self._reset_on(self._day(current) + timedelta(days=1), current)
         return candidate
 
     def _roll(self) -> datetime:
@@ -160,7 +176,24 @@ class BudgetLedger:
         else:
             log.info("account %s: budget file is from an earlier period; new day", self.account)
 
+    def _counted(self, current: datetime) -> None:
+        """The counts changed: saved now, or for an account without a limit at most every ``UNLIMITED_SAVE_S``."""
+        recent = (
+            self._saved_at is not None and (_utc(current) - _utc(self._saved_at)).total_seconds() < UNLIMITED_SAVE_S
+        )
+        if self.limit is None and recent:
+            self._dirty = True
+            return
+        self._saved_at = current
+        self._save()
+
+    def flush(self) -> None:
+        """Save counts not saved yet (at stop)."""
+        if self._dirty:
+            self._save()
+
     def _save(self) -> None:
+        self._dirty = False
         self._store.write_json(
             self._file,
             {
@@ -190,11 +223,11 @@ class BudgetLedger:
         self._check_kind(kind)
         if n < 0:
             raise ValueError("cannot spend a negative number of calls")
-        self._roll()
+        current = self._roll()
         if n == 0:
             return
         self._counts[kind] += n
-        self._save()
+        self._counted(current)
         if self.exhausted() and not self._exhausted_logged:
             self._exhausted_logged = True
             log.warning(
@@ -205,6 +238,31 @@ class BudgetLedger:
                 self._period_end.isoformat(timespec="minutes"),
                 self._remaining() or 0,
             )
+
+    @property
+    def account_limit(self) -> int | None:
+        """The account's whole daily budget (``limit`` is this instance's share of it in a cluster)."""
+        return self._whole[0]
+
+    def share(self, part: int, whole: int) -> None:
+        """In a cluster each instance serves ``part`` of an account's ``whole`` cars and may spend that part of the
+        account's budget: the vendor counts the account's calls, whichever instance makes them (CONTRACT §10)."""
+        limit, reserve = self._whole
+        if limit is None or whole <= 0:
+            return
+        fraction = min(1.0, max(0, part) / whole)
+        # rounded down, so that the parts never add up to more than the whole (one call at least, for a car served)
+        self.limit = max(1 if part > 0 else 0, math.floor(limit * fraction))
+        self.reserve = min(self.limit, math.floor(reserve * fraction))
+
+    def unspend(self, kind: str, n: int = 1) -> None:
+        """Take back calls counted in advance that the vendor never saw (a read answered from a stream)."""
+        self._check_kind(kind)
+        current = self._roll()
+        n = min(n, self._counts[kind])
+        if n > 0:
+            self._counts[kind] -= n
+            self._counted(current)
 
     def allows(self, kind: str) -> bool:
         """Reads keep the reserve free for commands; a vendor block stops every call, budget or not."""

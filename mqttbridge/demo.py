@@ -1,4 +1,8 @@
-"""``mqttbridge demo``: the simulator's demo cars bridged to a local broker, with no configuration."""
+"""``mqttbridge demo``: the providers' simulators and demo cars bridged to a local broker, with no configuration.
+
+Each provider owns its share (``ProviderSpec.demo``: its simulator, the account bridging it, what to say about
+it); this module gathers the chosen providers' parts into one bridge and cleans up after it. It names none.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,40 @@ import logging
 import shutil
 import socket
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from mqttbridge import providers
 from mqttbridge.bridge import Bridge
 from mqttbridge.config import parse_config, valid_topic
 from mqttbridge.errors import MqttBridgeError
-from mqttbridge.logsetup import declare_public, setup_logging
+from mqttbridge.logsetup import setup_logging
+from mqttbridge.providers import DemoPart, ProviderSpec
 from mqttbridge.purge import remove_published, under
-from mqttbridge.simulator import SimulatorServer, demo_vehicles
 
 log = logging.getLogger(__name__)
 
-#: the simulator's public password (CONTRACT section 6); the demo uses it for the API key and secret too
-DEMO_PASSWORD = "demo"
 
-#: topic names for the four demo cars, in demo_vehicles() order
-DEMO_NAMES = ("i3", "i3_rex", "530e", "x1")
+def demo_providers() -> dict[str, ProviderSpec]:
+    """The installed providers that have a demo part, by name."""
+    return {name: spec for name, spec in sorted(providers.available().items()) if spec.demo}
+
+
+class DemoChoiceError(MqttBridgeError):
+    """A provider without a demo part was asked for (the command line makes it a usage error)."""
+
+
+def chosen_parts(names: Sequence[str] | None = None) -> list[ProviderSpec]:
+    """The specs whose parts the demo shows: ``names`` in order (each once), or by default every installed
+    provider whose demo is on by default (``demo_by_default``)."""
+    offered = demo_providers()
+    wanted = list(dict.fromkeys(names or [name for name, spec in offered.items() if spec.demo_by_default]))
+    missing = [name for name in wanted if name not in offered]
+    if missing or not wanted:
+        what = f"no demo for {', '.join(missing)}" if missing else "no installed provider shows a demo by default"
+        raise DemoChoiceError(f"{what}; providers with a demo: {', '.join(offered) or 'none'}")
+    return [offered[name] for name in wanted]
 
 
 def check_broker(host: str, port: int) -> None:
@@ -35,61 +57,71 @@ def check_broker(host: str, port: int) -> None:
         ) from None
 
 
-def demo_bridge(host: str, port: int, base_topic: str, *, log_level: str = "INFO") -> tuple[Bridge, list[str]]:
+def demo_bridge(
+    host: str, port: int, base_topic: str, *, log_level: str = "INFO", provider_names: Sequence[str] | None = None
+) -> tuple[Bridge, list[str]]:
     """The demo's bridge (not started) and the lines that tell the user how to watch it.
 
-    Its state folder is a fresh temp folder: ``finish_demo`` removes it when the demo stops.
+    ``provider_names``: whose parts to show (``chosen_parts``); each must have a demo. Its state
+    folder is a fresh temp folder: ``finish_demo`` removes it when the demo stops. When something fails here,
+    the parts already started are stopped and the folder removed before the error is raised.
     """
+    specs = chosen_parts(provider_names)  # first: a wrong --provider is a usage error (``cmd_demo``)
     problem = valid_topic(base_topic)
     if problem:
         raise MqttBridgeError(f"--base-topic: {problem}")
     setup_logging(log_level)
-    # the simulator's documented credentials are public: masking them would garble ordinary words
-    declare_public(DEMO_PASSWORD)
     check_broker(host, port)
-    cars = demo_vehicles()
-    simulator = SimulatorServer(cars, execution_step=2.0)
-    simulator.start()
+    parts = _start_parts(specs, base_topic, host, port)
     state_dir = tempfile.mkdtemp(prefix="mqttbridge-demo-")
     try:
-        data = {
+        names = [name for part in parts for name in part.names]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # two providers' parts chose the same topic name
+            raise MqttBridgeError(f"the demo's parts both name a car {', '.join(twice)}")
+        data: dict[str, Any] = {
             "mqtt": {"host": host, "port": port, "base_topic": base_topic, "client_id": f"mqttbridge-demo-{port}"},
             "state_dir": state_dir,
             "log_level": log_level,
-            "accounts": [
-                {
-                    "name": "demo",
-                    "provider": "bmw_legacy",
-                    "base_url": simulator.url,
-                    "username": "demo@example.com",
-                    "password": DEMO_PASSWORD,
-                    "api_key": DEMO_PASSWORD,
-                    "api_secret": DEMO_PASSWORD,
-                    "retries": 2,
-                    "poll": {"interval": 60},
-                    "commands": {"poll_interval": 1, "timeout": 60, "refresh_delay": 0},
-                    "vehicles": [
-                        {"vin": car.vin, "name": name, "allow_unlock": True}
-                        for car, name in zip(cars, DEMO_NAMES, strict=True)
-                    ],
-                }
-            ],
+            "accounts": [part.account for part in parts],
         }
         config = parse_config(data, env={}, base_dir=Path(tempfile.gettempdir()))
         bridge = Bridge(config)
     except BaseException:  # no bridge means nobody stops these: leave no simulator and no folder behind
-        simulator.stop()
+        _stop_parts(parts)
         shutil.rmtree(state_dir, ignore_errors=True)
         raise
-    bridge.closers.append(simulator.stop)
+    bridge.closers.extend(part.stop for part in parts)
     lines = [
-        f"simulator: {simulator.url} ({len(cars)} demo cars: {', '.join(DEMO_NAMES)})",
+        *(line for part in parts for line in part.lines),
         f"bridging them to {host}:{port} under {base_topic}/; watch it with:",
         f"  mosquitto_sub -h {host} -p {port} -v -t '{base_topic}/#'",
-        f"lock a car:  mosquitto_pub -h {host} -p {port} -t {base_topic}/x1/lock/set -m LOCK",
+        *(line for part in parts for line in part.hints),
         "Ctrl-C stops it and deletes the retained topics it published (demo --keep leaves them).",
     ]
     return bridge, lines
+
+
+def _start_parts(specs: list[ProviderSpec], base_topic: str, host: str, port: int) -> list[DemoPart]:
+    """Each provider's part, started in order; if one fails, those already started are stopped first."""
+    parts: list[DemoPart] = []
+    try:
+        for spec in specs:
+            start = spec.load(spec.demo, "demo")
+            parts.append(start(base_topic, host, port))
+    except BaseException:
+        _stop_parts(parts)
+        raise
+    return parts
+
+
+def _stop_parts(parts: list[DemoPart]) -> None:
+    """Stop every part, the last started first; one that fails to stop does not keep the others running."""
+    for part in reversed(parts):
+        try:
+            part.stop()
+        except Exception:
+            log.exception("stopping the demo's %s part failed", part.account.get("provider"))
 
 
 def published_by(bridge: Bridge) -> dict[str, str]:

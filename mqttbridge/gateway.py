@@ -17,10 +17,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from mqttbridge import providers
 from mqttbridge.commands import COMMANDS as _KNOWN_COMMANDS
-from mqttbridge.commands import Execution, ParsedCommand, Rejected, WrongCode, check_unlock, is_unlock
+from mqttbridge.commands import ParsedCommand, Rejected, WrongCode, check_unlock, is_unlock
 from mqttbridge.commands import parse_command as parse_command_payload
 from mqttbridge.config import valid_topic
+from mqttbridge.execution import Execution
 from mqttbridge.model import ExecutionStatus
 from mqttbridge.mqtt import Incoming
 from mqttbridge.normalize import iso
@@ -72,6 +74,15 @@ class CommandGateway:
         log.debug("command on %s (%d bytes, retain %s)", msg.topic, len(msg.payload), msg.retain)
         if ctx is None:
             self._unknown_vehicle(msg, root, command)
+            return
+        cluster = self.bridge.cluster
+        if cluster is not None and not cluster.acts_on(ctx.vin):  # CONTRACT section 10
+            live = not msg.retain and bool(msg.payload) and not self.stopping.is_set()
+            if live and cluster.park(ctx, msg, command):
+                return  # in the gap of a take-over: answered when this instance takes the vehicle
+            refusal = cluster.refusal(ctx.vin)  # None: another instance serves it and answers
+            if refusal is not None and live:
+                self.not_served(ctx, msg, command, refusal)
             return
         if msg.retain:
             if not msg.payload:
@@ -141,6 +152,19 @@ class CommandGateway:
                 request_id=parsed.request_id,
             )
 
+    def not_served(self, ctx: VehicleContext, msg: Incoming, command: str, error: str) -> None:
+        """A command nobody would act on (its vehicle is moving between instances): said, never sent. Not retained:
+        the vehicle's records belong to whoever serves it."""
+        request_id = _request_id_of(msg.payload)
+        log.warning("command on %s (request %s): %s", msg.topic, request_id, error)
+        execution = Execution(request_id=request_id, command=command, action="", status=ExecutionStatus.REJECTED)
+        execution.error = error
+        execution.response_topic, execution.correlation_data = msg.response_topic, msg.correlation_data
+        self.publish_execution(ctx, execution, retained=False)
+        self.event(
+            "command_rejected", vin=ctx.vin, topic=msg.topic, command=command, request_id=request_id, error=error
+        )
+
     def _unknown_vehicle(self, msg: Incoming, root: str, command: str) -> None:
         """A command under the base topic for a vehicle nobody bridges: said on bridge/event, not dropped."""
         if msg.retain and msg.payload:
@@ -152,6 +176,8 @@ class CommandGateway:
                     return
         if msg.retain or not msg.payload or self.stopping.is_set() or root == f"{self.base}/bridge":
             return
+        if self.bridge.cluster is not None and not self.bridge.cluster.answers(root):
+            return  # one instance answers, not each of them
         roots = sorted(self.by_root)
         error = f"no vehicle is bridged at {root}; bridged: {', '.join(roots) or 'none yet'}"
         request_id = _request_id_of(msg.payload)
@@ -183,6 +209,9 @@ class CommandGateway:
     def _check(self, ctx: VehicleContext, parsed: ParsedCommand, topic: str) -> None:
         request = parsed.request
         if not ctx.info.supports(request.command, request.action):
+            spec = providers.available().get(ctx.runtime.account.provider)
+            if spec is not None and spec.read_only and not ctx.info.supports(request.command):
+                raise Rejected(f"read-only provider: {spec.name} cannot {request.command} (only refresh reads the car)")
             raise Rejected(f"this vehicle does not support {request.command} {request.action}")
         if is_unlock(request) and ctx.config.allow_unlock:
             refusal = self.lockout.refusal(ctx.vin)
@@ -218,7 +247,8 @@ class CommandGateway:
     def forced_read_refusal(self, ctx: VehicleContext) -> str | None:
         """Why a forced (waking) read must not happen now (battery protection, budget), or None."""
         battery = ctx.status.fields.get("battery_12v") if ctx.status else None
-        reason = ctx.runtime.policy.refusal(datetime.now().astimezone(), battery)
+        spec = ctx.offers.field("battery_12v")
+        reason = ctx.runtime.policy.refusal(datetime.now().astimezone(), battery, spec.unit if spec else "%")
         if reason is None and not ctx.runtime.ledger.allows("forced_read"):
             reason = "the daily call budget has no room for a forced read"
         return reason

@@ -59,6 +59,8 @@ class LoginDesk:
         self._accounts: dict[str, Account] = {}
         #: account name -> the kind of action it waits for ("otp", "consent", ...), absent when logged in
         self._waiting: dict[str, str] = {}
+        #: account name -> the details last shown with it (a device code's user code and link)
+        self._details: dict[str, dict[str, object]] = {}
         self._busy: set[str] = set()
         self._lock = threading.Lock()
 
@@ -78,6 +80,7 @@ class LoginDesk:
         """The account's calls work: its login topic says so (published only when it changes)."""
         with self._lock:
             was = self._waiting.pop(account, None)
+            self._details.pop(account, None)
         self.publisher.retained(login_topic(self.base, account), encode({"state": "ok"}))
         if was is not None:
             log.info("account %s is logged in again", account)
@@ -92,8 +95,10 @@ class LoginDesk:
             if takes:
                 payload["code_topic"] = otp_topic(self.base, account)
         with self._lock:
-            new = self._waiting.get(account) != exc.kind
+            # a new kind, or new details of the same (a device code that expired and was replaced)
+            new = self._waiting.get(account) != exc.kind or self._details.get(account) != exc.details
             self._waiting[account] = exc.kind
+            self._details[account] = dict(exc.details)
         if new:
             payload["since"] = iso(datetime.now(UTC))
             self.publisher.retained(login_topic(self.base, account), encode(payload))

@@ -2,23 +2,17 @@
 
 Paho's callbacks run on its network thread, so they only copy what arrived into a queue and return;
 a dispatcher thread hands events to the bridge. No exception may leave a callback (it would kill the
-network thread), so each one is wrapped. Reconnecting is paho's own loop with back-off; every
-(re)connect renews the subscriptions and tells the bridge to publish everything again.
+network thread), so each one is wrapped (``paho_client.guarded``). Reconnecting is paho's own loop with back-off;
+every (re)connect renews the subscriptions and tells the bridge to publish everything again.
 
-Publishing waits for room (``PublishRoom``): paho queues every QoS 1 message until the broker acknowledges
-it, without bound, and the bridge can publish a fleet's first round far faster than any broker acknowledges
-it. That queue (a message object and a ``threading.Condition`` per message) was most of the daemon's memory
-at 1,000 vehicles; paho's own limit (``max_queued_messages``) drops messages, which the bridge must not.
+Publishing waits for room in paho's queue of unacknowledged messages (``backpressure.PublishRoom``).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import socket
-import ssl
 import threading
-import time
 from collections.abc import Callable, Iterable, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -29,23 +23,21 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from mqttbridge.backpressure import PublishRoom
+from mqttbridge.paho_client import PahoClient, connect_error_text, guarded, use_credentials_and_tls
+
 log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 1
 RECONNECT_MAX_S = 60
 #: CONNACK reason codes that mean the credentials were refused (MQTT 3.1.1's 4 and 5 arrive as these)
 _CREDENTIALS_REFUSED = {0x86, 0x87}  # Bad user name or password, Not authorized
-
-#: unacknowledged QoS 1 messages paho may hold before a publisher waits for room (about 1 KB each)
-MAX_UNACKED = 1000
-#: a publisher that waited goes on once the broker has acknowledged paho's queue down to this many
-RESUME_UNACKED = 500
-#: the longest one publish waits for room while connected; then it is queued anyway (never dropped)
-ROOM_WAIT_S = 10.0
-
-#: marks paho's network thread while it runs one of our callbacks: a publish there must never wait, since
-#: only that thread reads the acknowledgements that make room
-_network = threading.local()
+#: CONNACK reason code of a broker without MQTT 5 (NATS's MQTT listener: MQTT 3.1.1 only)
+_PROTOCOL_REFUSED = 0x84  # Unsupported protocol version
+#: a subscription the broker refused (SUBACK 0x80) is asked for again after this long, while connected: NATS refuses
+#: a QoS 1 subscription when it cannot create its JetStream consumer in time (e.g. just after a node of its cluster
+#: died); without the retry the bridge would silently never receive its commands
+SUBSCRIBE_RETRY_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -57,170 +49,6 @@ class Incoming:
     retain: bool
     response_topic: str | None = None
     correlation_data: bytes | None = None
-
-
-def _guarded(name: str, func: Callable[..., None]) -> Callable[..., None]:
-    """Wrap a paho callback so that nothing escapes into paho's network thread."""
-
-    def callback(*args: Any) -> None:
-        outer = getattr(_network, "inside", False)  # paho may log (a callback) from inside another callback
-        _network.inside = True
-        try:
-            func(*args)
-        except Exception:  # an escaping exception would end the network thread
-            log.exception("error in the MQTT %s callback (ignored)", name)
-        finally:
-            _network.inside = outer
-
-    return callback
-
-
-def on_network_thread() -> bool:
-    """True inside one of paho's callbacks (its network thread)."""
-    return bool(getattr(_network, "inside", False))
-
-
-class PublishRoom:
-    """Back-pressure on paho's queue of unacknowledged messages.
-
-    A publisher that finds ``high`` messages unacknowledged waits until the broker has acknowledged them down
-    to ``low`` (the gap spares a thread switch per message), but never on paho's network thread, never while
-    disconnected (paho keeps the message for the next connection) and never longer than ``wait`` seconds:
-    then the message is queued anyway. Nothing is ever dropped; the queue is only kept from outgrowing what
-    the broker takes.
-    """
-
-    def __init__(
-        self,
-        unacked: Callable[[], int],
-        connected: threading.Event,
-        *,
-        high: int = MAX_UNACKED,
-        low: int = RESUME_UNACKED,
-        wait: float = ROOM_WAIT_S,
-        clock: Callable[[], float] = time.monotonic,
-    ):
-        if not 0 <= low < high:
-            raise ValueError("need 0 <= low < high")
-        self.unacked = unacked
-        self.connected = connected
-        self.high = high
-        self.low = low
-        self.wait = wait
-        self.clock = clock
-        self._cond = threading.Condition()
-        self._waiters = 0
-        #: bumped when an acknowledgement brought the queue down to ``low``: whoever waited may go on
-        self._freed = 0
-        self._closed = False
-        #: a wait ran out: said once, until the queue drains again
-        self._stalled = False
-        #: publishes that waited, and that gave up waiting (for the tests and the benchmark)
-        self.waits = 0
-        self.timeouts = 0
-
-    def _must_wait(self, limit: int) -> bool:
-        return not self._closed and self.connected.is_set() and self.unacked() >= limit
-
-    def acquire(self) -> bool:
-        """Wait for room if there is none; False when the wait ran out (the caller publishes anyway)."""
-        if on_network_thread() or not self._must_wait(self.high):
-            return True
-        with self._cond:
-            if not self._must_wait(self.high):
-                return True
-            deadline = self.clock() + self.wait
-            freed = self._freed
-            self.waits += 1
-            self._waiters += 1
-            try:
-                # woken by the acknowledgement that made room, it goes on even if another publisher took it
-                while self._freed == freed and self._must_wait(self.low + 1):
-                    left = deadline - self.clock()
-                    if left <= 0:
-                        self.timeouts += 1
-                        if not self._stalled:
-                            self._stalled = True
-                            log.warning(
-                                "the broker has not acknowledged %d messages for %.0f s; publishing without "
-                                "waiting for it",
-                                self.unacked(),
-                                self.wait,
-                            )
-                        return False
-                    self._cond.wait(left)
-            finally:
-                self._waiters -= 1
-        return True
-
-    def acknowledged(self) -> None:
-        """paho dropped an acknowledged message from its queue (on its network thread)."""
-        if self._waiters and self.unacked() <= self.low:
-            with self._cond:
-                self._stalled = False
-                self._freed += 1
-                self._cond.notify_all()
-
-    def wake(self) -> None:
-        """The connection went down: waiting publishers go on (paho keeps their messages for the reconnect)."""
-        with self._cond:
-            self._cond.notify_all()
-
-    def close(self) -> None:
-        """At stop: nobody waits any more."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-
-class _Client(paho.Client):
-    """paho's client, remembering why the last connection attempt failed (``on_connect_fail`` is not told),
-    and telling ``on_acknowledged`` whenever it dropped an acknowledged message from its queue."""
-
-    last_connect_error: OSError | None = None
-    #: for the back-pressure, which must not depend on ``on_publish`` (whoever uses the client may set that)
-    on_acknowledged: Callable[[], None] | None = None
-
-    def _do_on_publish(self, *args: Any) -> MQTTErrorCode:
-        """paho's own step after an acknowledgement (private: MqttSession checks that it exists)."""
-        result: MQTTErrorCode = super()._do_on_publish(*args)
-        hook = self.on_acknowledged
-        if hook is not None:
-            try:
-                hook()
-            except Exception:  # an escaping exception would end the network thread
-                log.exception("error in the MQTT acknowledgement hook (ignored)")
-        return result
-
-    def reconnect(self) -> MQTTErrorCode:
-        try:
-            result = super().reconnect()
-        except OSError as exc:
-            self.last_connect_error = exc
-            raise
-        self.last_connect_error = None
-        return result
-
-
-def connect_error_text(exc: OSError | None) -> str:
-    """Why a connection attempt failed, with what to check (never a secret: none is in these errors)."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        detail = exc.verify_message or exc.reason or str(exc)
-        if "mismatch" in detail:
-            return (
-                f"TLS: the broker's certificate does not match the host name ({detail}); "
-                f"set mqtt.host to a name in the certificate (mqtt.tls.insecure: true skips this check)"
-            )
-        return (
-            f"TLS: the broker's certificate was refused ({detail}); mqtt.tls.ca_certs must hold the CA that signed it"
-        )
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed ({exc.reason or exc}); check mqtt.tls and the broker's TLS listener"
-    if isinstance(exc, socket.gaierror):
-        return f"cannot resolve the host name ({exc.strerror or exc})"
-    if exc is not None:
-        return exc.strerror or str(exc) or type(exc).__name__
-    return "no details"
 
 
 class Session(Protocol):
@@ -270,6 +98,8 @@ class MqttSession:
         self._on_disconnect_cb = on_disconnect
         #: topic filter -> (qos, retain as published)
         self._subscriptions: dict[str, tuple[int, bool]] = {}
+        #: SUBSCRIBE message id -> its topic filter, until the broker answers (a refusal is retried)
+        self._sub_mids: dict[int, str] = {}
         self._sub_lock = threading.Lock()
         self._events: queue.Queue[tuple[str, Any]] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
@@ -283,6 +113,8 @@ class MqttSession:
         self.v5 = str(config.protocol) == "5"
         self.client = self._make_client()
         self.room = PublishRoom(self._unacked, self.connected)
+        #: messages paho refused to queue (lost): only when the back-pressure gave up waiting many times over
+        self.refused = 0
 
     def _unacked(self) -> int:
         """QoS 1 messages paho holds until the broker acknowledges them (sent, or waiting for an in-flight slot)."""
@@ -290,35 +122,21 @@ class MqttSession:
 
     def _make_client(self) -> paho.Client:
         cfg = self.config
-        client = _Client(
+        client = PahoClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=cfg.client_id,
             protocol=paho.MQTTv5 if self.v5 else paho.MQTTv311,
             clean_session=None if self.v5 else True,
         )
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password)
-        if cfg.tls is not None:
-            client.tls_set(
-                ca_certs=cfg.tls.ca_certs,
-                certfile=cfg.tls.certfile,
-                keyfile=cfg.tls.keyfile,
-                cert_reqs=ssl.CERT_REQUIRED,
-                tls_version=ssl.PROTOCOL_TLS_CLIENT,
-            )
-            if cfg.tls.insecure:
-                log.warning(
-                    "mqtt.tls.insecure is true: the broker's host name is NOT checked against its "
-                    "certificate (which must still be signed by a trusted CA)"
-                )
-                client.tls_insecure_set(True)
+        use_credentials_and_tls(client, cfg)
         client.will_set(self.will_topic, "offline", qos=1, retain=True)
         client.reconnect_delay_set(min_delay=RECONNECT_MIN_S, max_delay=RECONNECT_MAX_S)
-        client.on_connect = _guarded("connect", self._paho_connect)
-        client.on_disconnect = _guarded("disconnect", self._paho_disconnect)
-        client.on_message = _guarded("message", self._paho_message)
-        client.on_connect_fail = _guarded("connect_fail", self._paho_connect_fail)
-        client.on_log = _guarded("log", self._paho_log)
+        client.on_connect = guarded("connect", self._paho_connect)
+        client.on_disconnect = guarded("disconnect", self._paho_disconnect)
+        client.on_message = guarded("message", self._paho_message)
+        client.on_connect_fail = guarded("connect_fail", self._paho_connect_fail)
+        client.on_subscribe = guarded("subscribe", self._paho_subscribed)
+        client.on_log = self._paho_log  # for every packet: kept lean (it cannot raise)
         client.on_acknowledged = self._paho_acknowledged
         #: paho's own queue of unacknowledged messages; there is no public accessor, nor a public hook that tells
         #: when it shrank: without either (another paho), publishing goes on without back-pressure
@@ -335,6 +153,8 @@ class MqttSession:
             self.last_error = f"the broker refused the connection: {reason}"
             if reason.value in _CREDENTIALS_REFUSED:
                 self.last_error += " (check mqtt.username and mqtt.password)"
+            elif reason.value == _PROTOCOL_REFUSED and self.v5:
+                self.last_error += " (the broker has no MQTT 5, e.g. NATS: set mqtt.protocol: 3.1.1)"
             self._refused = True
             log.error("%s; retrying with back-off", self.last_error)
             return
@@ -342,15 +162,17 @@ class MqttSession:
         self.last_error = None
         self._paho_error = None
         with self._sub_lock:  # with subscribe(): a filter added meanwhile is subscribed by one of the two
+            # before connected is set, which lets the others publish: a vehicle announced on this connection has
+            # its command filters subscribed already, so a command sent at once is not lost
+            for topic, (qos, rap) in self._subscriptions.items():
+                self._subscribe(topic, qos, rap)
             self.connected.set()
-            pending = list(self._subscriptions.items())
-        for topic, (qos, rap) in pending:
-            self._subscribe(topic, qos, rap)
         self._events.put(("connect", None))
 
     def _paho_disconnect(self, _client: paho.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         self.connected.clear()
         self.room.wake()
+        self._sub_mids.clear()  # unanswered: the next connect subscribes everything again
         text = str(reason)
         detail, self._paho_error = self._paho_error, None
         refused, self._refused = self._refused, False
@@ -368,8 +190,8 @@ class MqttSession:
         self.last_error = f"cannot connect to the broker at {self.config.host}:{self.config.port}: {cause}"
         log.warning("%s; retrying with back-off", self.last_error)
 
-    def _paho_acknowledged(self) -> None:
-        self.room.acknowledged()
+    def _paho_acknowledged(self, size: int) -> None:
+        self.room.acknowledged(size)
 
     def _paho_log(self, _client: paho.Client, _userdata: Any, level: int, text: str) -> None:
         if level == paho.MQTT_LOG_ERR:
@@ -435,9 +257,29 @@ class MqttSession:
 
     def _subscribe(self, topic: str, qos: int, retain_as_published: bool) -> None:
         if self.v5:
-            self.client.subscribe(topic, options=SubscribeOptions(qos=qos, retainAsPublished=retain_as_published))
+            _rc, mid = self.client.subscribe(
+                topic, options=SubscribeOptions(qos=qos, retainAsPublished=retain_as_published)
+            )
         else:
-            self.client.subscribe(topic, qos)
+            _rc, mid = self.client.subscribe(topic, qos)
+        if mid is not None:  # its SUBACK is read on paho's thread: from this one, after the store (about always)
+            self._sub_mids[mid] = topic
+
+    def _paho_subscribed(self, _client: paho.Client, _userdata: Any, mid: int, reasons: Any, _props: Any) -> None:
+        topic = self._sub_mids.pop(mid, None)
+        if topic is None or not any(getattr(r, "is_failure", False) for r in reasons):
+            return
+        log.warning("the broker refused the subscription to %s; asking again in %.0f s", topic, SUBSCRIBE_RETRY_S)
+        timer = threading.Timer(SUBSCRIBE_RETRY_S, self._resubscribe, (topic,))
+        timer.daemon = True
+        timer.start()
+
+    def _resubscribe(self, topic: str) -> None:
+        with self._sub_lock:
+            wanted = self._subscriptions.get(topic)
+            now = self.connected.is_set()
+        if wanted is not None and now:  # else gone, or the next connect subscribes it anyway
+            self._subscribe(topic, *wanted)
 
     def unsubscribe(self, topic: str) -> None:
         with self._sub_lock:
@@ -458,9 +300,28 @@ class MqttSession:
         if correlation_data is not None and self.v5:
             properties = Properties(PacketTypes.PUBLISH)
             properties.CorrelationData = correlation_data
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload or b""  # paho would do the same
         if qos > 0:
             self.room.acquire()
-        self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+            self.room.queued(len(data))
+        try:
+            info = self.client.publish(topic, data, qos=qos, retain=retain, properties=properties)
+        except Exception:
+            if qos > 0:
+                self.room.queued(-len(data))
+            raise
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:
+            if qos > 0:
+                self.room.queued(-len(data))
+            # paho's message ids are 16 bits: with 65,535 messages unacknowledged it refuses (drops) the next one
+            self.refused += 1
+            if self.refused % 1000 == 1:
+                log.error(
+                    "paho refused to queue a message on %s (%d unacknowledged messages); %d lost so far",
+                    topic,
+                    self._unacked(),
+                    self.refused,
+                )
 
     def stop(self, *, offline_payload: str | None = "offline", timeout: float = 3.0) -> None:
         """Publish ``offline`` by hand (a clean disconnect does not fire the will), then disconnect."""

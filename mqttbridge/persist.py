@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mqttbridge.commands import Execution
+from mqttbridge.execution import Execution
 from mqttbridge.model import ExecutionStatus
 from mqttbridge.normalize import iso
 from mqttbridge.publish import Publisher, encode
@@ -33,6 +33,9 @@ SNAPSHOT_FILE = "snapshot.json"
 FORMAT = 1
 #: the snapshot is saved at most this often (and at stop): publishing stays as cheap as it was
 SNAPSHOT_INTERVAL_S = 5.0
+#: the snapshot waits at least this many times as long as its last save took (a fleet's snapshot is large: at
+#: 10,000 vehicles, saved every 5 s, it would take most of a core), so saving takes at most ~5 % of the time
+SNAPSHOT_SHARE = 20.0
 
 
 # --- the journal of running executions -----------------------------------------------------------
@@ -222,11 +225,14 @@ class SnapshotKeeper:
         #: topic prefixes that are never a vehicle's (the bridge's own topics, discovery)
         self.excluded = excluded
         self.interval = interval
+        publisher.unversioned = excluded  # a change there changes nothing saved here
         self._saved_version = publisher.version
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.saves = 0
+        #: seconds the last save took (its CPU, mostly: collecting and encoding)
+        self.last_save_s = 0.0
 
     def load(self) -> list[SnapshotVehicle]:
         data = self.store.read_json(SNAPSHOT_FILE)  # a corrupt file is set aside and reported there
@@ -258,8 +264,12 @@ class SnapshotKeeper:
         self._thread = threading.Thread(target=self._loop, name="snapshot", daemon=True)
         self._thread.start()
 
+    def pause(self) -> float:
+        """Seconds until the next save: ``interval``, or longer after a save that took long."""
+        return max(self.interval, SNAPSHOT_SHARE * self.last_save_s)
+
     def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
+        while not self._stop.wait(self.pause()):
             self.save()
 
     def stop(self) -> None:
@@ -275,8 +285,11 @@ class SnapshotKeeper:
             version = self.publisher.version
             if version == self._saved_version:
                 return False
+            started = time.monotonic()
             data = {"format": FORMAT, "saved_at": iso(datetime.now(UTC)), "vehicles": self.collect()}
-            if not self.store.write_json(SNAPSHOT_FILE, data):
+            written = self.store.write_json(SNAPSHOT_FILE, data)
+            self.last_save_s = time.monotonic() - started
+            if not written:
                 return False
             self._saved_version = version
             self.saves += 1

@@ -3,14 +3,20 @@
 The data sets (trips, charging profile, ...) have their own slower schedule and their own small
 pool, so a data set that hangs never delays a status read. Reads run without waiting for each
 other: the account thread starts what is due and not already running, and a read that ends wakes
-it. A failing vehicle is read again later and later (doubling, capped at an hour), a 429 waits for
-the vendor's ``Retry-After``, and after ``offline_after`` failures in a row the vehicle's
-availability goes ``offline`` until the next success. Nothing here ever reads faster than
-configured or spins, and the account thread outlives any surprise (``alive`` says if it did not).
+it. At most ``poll.max_parallel`` status reads and one data set read of an account are running at
+any time, and nothing waits queued beside them: the account thread keeps the reads in the order
+they are due (a heap, so a fleet of 10,000 costs no scan of every car per read) and starts the next
+when one ends. While the account's budget refuses reads (spent, or the vendor's own limit), none is
+started until it allows them again. A failing vehicle is read again later and later (doubling,
+capped at an hour), a 429 waits for the vendor's ``Retry-After``, and after ``offline_after``
+failures in a row the vehicle's availability goes ``offline`` until the next success. Nothing here
+ever reads faster than configured or spins, and the account thread outlives any surprise (``alive`` says if it did not).
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import threading
 import time
@@ -19,7 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from mqttbridge.errors import AuthError, BackendError, BudgetExhaustedError, RateLimitedError, UnsupportedError
+from mqttbridge.errors import (
+    ActionRequiredError,
+    AuthError,
+    BackendError,
+    BudgetExhaustedError,
+    RateLimitedError,
+    UnsupportedError,
+)
 
 if TYPE_CHECKING:
     from mqttbridge.account import AccountRuntime
@@ -33,6 +46,15 @@ LIST_RETRY_FIRST_S = 30.0
 DATASET_WORKERS = 1
 #: the reads that share the ``max_parallel`` pool; every other kind is a data set
 STATUS_KINDS = ("status", "forced")
+#: the account thread looks at every vehicle's due times again at least this often (a change made from outside
+#: without ``wake``); in between it follows its heap of due reads
+RESCAN_S = 60.0
+#: while the budget refuses reads, it is asked again after at most this long
+BUDGET_RECHECK_S = 300.0
+
+
+def _lane(what: str) -> str:
+    return "status" if what in STATUS_KINDS else "datasets"
 
 
 def backoff(interval: float, failures: int, retry_after: float | None = None) -> float:
@@ -66,9 +88,22 @@ class AccountPoller:
             max_workers=runtime.account.poll.max_parallel, thread_name_prefix=f"poll-{name}"
         )
         self._dataset_pool = ThreadPoolExecutor(max_workers=DATASET_WORKERS, thread_name_prefix=f"datasets-{name}")
-        #: (vin, kind) of every read queued or running: none is started twice
+        #: (vin, kind) of every read running (none waits queued): none is started twice
         self._in_flight: set[tuple[str, str]] = set()
         self._idle = threading.Condition()
+        #: reads each lane may run at once, and runs now
+        self._slots = {"status": runtime.account.poll.max_parallel, "datasets": DATASET_WORKERS}
+        self._running = {"status": 0, "datasets": 0}
+        #: per lane, the reads not running as (due, order, kind, vehicle), soonest first
+        self._due: dict[str, list[tuple[float, int, str, VehicleContext]]] = {"status": [], "datasets": []}
+        self._order = itertools.count()
+        #: reads that ended since the account thread last looked (their next due time is set)
+        self._ended: list[tuple[VehicleContext, str]] = []
+        self._rescan = True
+        self._scanned_at = 0.0
+        self._scanned_count = -1
+        #: the vehicles as last scanned: a read that ends after its vehicle left (a cluster let it go) is not queued
+        self._members: set[int] = set()  # ids: a vehicle need not be hashable
         self._died = False
         self.thread = threading.Thread(target=self._loop, name=f"account-{name}", daemon=True)
 
@@ -76,6 +111,9 @@ class AccountPoller:
         self.thread.start()
 
     def wake(self) -> None:
+        """Look at every vehicle's due times again now (changed from outside: a login, vehicles added or taken
+        over). A vehicle removed from ``runtime.vehicles`` is never read again once the loop saw the count change."""
+        self._rescan = True
         self._wake.set()
 
     def alive(self) -> bool:
@@ -88,12 +126,12 @@ class AccountPoller:
         return self.thread.ident is None or self.thread.is_alive() or self.stopping.is_set()
 
     def in_flight(self) -> set[tuple[str, str]]:
-        """The (vin, kind) of the reads queued or running now."""
+        """The (vin, kind) of the reads running now."""
         with self._idle:
             return set(self._in_flight)
 
     def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until no read is queued or running; False if ``timeout`` passed first."""
+        """Wait until no read is running; False if ``timeout`` passed first."""
         with self._idle:
             return self._idle.wait_for(lambda: not self._in_flight, timeout)
 
@@ -132,7 +170,12 @@ class AccountPoller:
             except BackendError as exc:
                 failures += 1
                 delay = backoff(LIST_RETRY_FIRST_S, failures, getattr(exc, "retry_after", None))
-                log.error("account %s: cannot list vehicles: %s; trying again in %.0f s", name, exc, delay)
+                if isinstance(exc, ActionRequiredError):  # the login module says what to do (topic, event, alert)
+                    log.warning(
+                        "account %s: waiting for the user's login (%s); asking again in %.0f s", name, exc, delay
+                    )
+                else:
+                    log.error("account %s: cannot list vehicles: %s; trying again in %.0f s", name, exc, delay)
                 error = str(exc)
             except Exception as exc:  # e.g. a corrupt token: the thread must not die while the daemon looks fine
                 failures += 1
@@ -163,35 +206,93 @@ class AccountPoller:
                 return
 
     def _start_due(self, now: float) -> float:
-        """Submit every due read not already in flight; the seconds until the next one is due.
+        """Start the due reads that have a free slot, soonest due first; the seconds until the next one is due.
 
-        In-flight reads are left out of the next due time: their end wakes the loop, and only then
-        is their next time known (it is set before they leave ``_in_flight``).
+        Running reads are left out of the next due time: their end wakes the loop, and only then is their
+        next time known (it is set before they leave ``_in_flight``). A lane without a free slot is left out
+        too: a read of it ends first.
         """
-        flying = self.in_flight()  # first: a read not in it cannot change its time until we start it
-        vehicles = list(self.runtime.vehicles)
-        plan: list[tuple[VehicleContext, str, float]] = [(ctx, "status", ctx.next_status) for ctx in vehicles]
-        plan += [(ctx, "forced", ctx.next_forced) for ctx in vehicles if ctx.next_forced is not None]
-        plan += [(ctx, name, due) for ctx in vehicles for name, due in dict(ctx.next_dataset).items()]
+        vehicles = self.runtime.vehicles
+        if self._rescan or len(vehicles) != self._scanned_count or now - self._scanned_at >= RESCAN_S:
+            self._scan(list(vehicles), now)
+        else:
+            with self._idle:
+                ended, self._ended = self._ended, []
+            for ctx, what in ended:
+                self._push(ctx, what)
+        refused = self._budget_refuses()
+        if refused is not None:
+            return refused
         upcoming: list[float] = []
-        for ctx, what, due in plan:
-            if (ctx.vin, what) in flying:
-                continue
-            if due <= now:
+        for lane, heap in self._due.items():
+            while heap and heap[0][0] <= now and self._running[lane] < self._slots[lane]:
+                due, _order, what, ctx = heapq.heappop(heap)
+                current = self._due_time(ctx, what)
+                if current is None or (ctx.vin, what) in self._in_flight:
+                    continue  # not read any more, or running: its end puts it back
+                if current != due:  # changed since it was queued (a wake-up would have rescanned)
+                    heapq.heappush(heap, (current, next(self._order), what, ctx))
+                    continue
                 self._submit(ctx, what)
-            else:
-                upcoming.append(due)
-        return (min(upcoming) if upcoming else MAX_BACKOFF_S) - now
+            if heap and self._running[lane] < self._slots[lane]:
+                upcoming.append(heap[0][0])
+        return (min(upcoming) if upcoming else now + MAX_BACKOFF_S) - now
+
+    def _scan(self, vehicles: list[VehicleContext], now: float) -> None:
+        """Every vehicle's reads that are not running, into the heaps (at the start, at a wake-up, now and then)."""
+        self._rescan = False
+        self._scanned_at, self._scanned_count = now, len(vehicles)
+        self._members = {id(ctx) for ctx in vehicles}
+        with self._idle:  # together: a read that ends from now on is in ``_ended``, not lost
+            self._ended = []
+            flying = set(self._in_flight)
+        heaps: dict[str, list[tuple[float, int, str, VehicleContext]]] = {"status": [], "datasets": []}
+        for ctx in vehicles:
+            plan = [("status", ctx.next_status)]
+            if ctx.next_forced is not None:
+                plan.append(("forced", ctx.next_forced))
+            plan += list(dict(ctx.next_dataset).items())
+            for what, due in plan:
+                if (ctx.vin, what) not in flying:
+                    heaps[_lane(what)].append((due, next(self._order), what, ctx))
+        for heap in heaps.values():
+            heapq.heapify(heap)
+        self._due = heaps
+
+    @staticmethod
+    def _due_time(ctx: VehicleContext, what: str) -> float | None:
+        """When the read is due now; None: it is not read any more."""
+        if what == "status":
+            return ctx.next_status
+        if what == "forced":
+            return ctx.next_forced
+        return ctx.next_dataset.get(what)
+
+    def _push(self, ctx: VehicleContext, what: str) -> None:
+        due = self._due_time(ctx, what)
+        if due is not None and id(ctx) in self._members:
+            heapq.heappush(self._due[_lane(what)], (due, next(self._order), what, ctx))
+
+    def _budget_refuses(self) -> float | None:
+        """Seconds to wait while the account's budget refuses reads (spent, or the vendor's own limit); None:
+        it allows them. Each read asks the budget too: this only keeps them from being started at all."""
+        ledger = getattr(self.runtime, "ledger", None)
+        if ledger is None or ledger.allows("cached_read"):
+            return None
+        until = ledger.blocked_until() or ledger.resets_at()
+        return min(self._until(until), BUDGET_RECHECK_S)
 
     def _submit(self, ctx: VehicleContext, what: str) -> None:
         key = (ctx.vin, what)
+        lane = _lane(what)
         with self._idle:
             self._in_flight.add(key)
-        pool = self._pool if what in STATUS_KINDS else self._dataset_pool
+            self._running[lane] += 1
+        pool = self._pool if lane == "status" else self._dataset_pool
         try:
             pool.submit(self._run, ctx, what)
         except RuntimeError:  # the pool is shut down: the poller is stopping
-            self._finished(key)
+            self._finished(ctx, what)
 
     def _run(self, ctx: VehicleContext, what: str) -> None:
         try:
@@ -200,11 +301,13 @@ class AccountPoller:
             log.exception("%s: handling the %s read failed; next try in %.0f s", ctx.vin, what, MAX_BACKOFF_S)
             self._set_next(ctx, what, MAX_BACKOFF_S)  # else it would be due again at once: a spin
         finally:
-            self._finished((ctx.vin, what))
+            self._finished(ctx, what)
 
-    def _finished(self, key: tuple[str, str]) -> None:
+    def _finished(self, ctx: VehicleContext, what: str) -> None:
         with self._idle:
-            self._in_flight.discard(key)
+            self._in_flight.discard((ctx.vin, what))
+            self._running[_lane(what)] -= 1
+            self._ended.append((ctx, what))
             self._idle.notify_all()
         self._wake.set()
 

@@ -5,7 +5,8 @@ and the core never names one.
 A spec says everything the core needs to know of its provider: the account configuration schema
 (validated by the same engine as the rest of the file, so errors keep their key paths), the default
 call budget, the backend class (imported on first use: an optional library is needed only by those who
-configure that provider), and what its vehicles offer beyond the contract's common fields.
+configure that provider), what its vehicles offer beyond the contract's common fields, and its share of
+``mqttbridge demo`` (``DemoPart``).
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from mqttbridge.errors import MqttBridgeError
+from mqttbridge.fields import FIELDS, FieldSpec
 
 if TYPE_CHECKING:
     from mqttbridge.backends.base import Backend
     from mqttbridge.config import Key
-    from mqttbridge.fields import FieldSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,27 @@ class VehicleOffers:
     climate_target: str | None = None
 
     def field(self, name: str) -> FieldSpec | None:
-        return next((spec for spec in self.fields if spec.name == name), None)
+        """The provider's own declaration first, then the common field's: a common field may differ by vendor
+        (CarData's 12 V battery is in volts, the others' in percent)."""
+        return next((spec for spec in self.fields if spec.name == name), None) or FIELDS.get(name)
+
+
+@dataclass
+class DemoPart:
+    """One provider's share of ``mqttbridge demo``, running: what ``ProviderSpec.demo`` returns.
+
+    The demo bridges ``account`` (an account section, as in a configuration file) beside the other parts',
+    prints ``lines`` (what runs) before the line to watch it with and ``hints`` (what to try) after it, and
+    calls ``stop`` when it stops (also when another part failed to start): it leaves nothing running.
+    """
+
+    #: the account section pointing the bridge at this part's simulator (a name of its own)
+    account: dict[str, Any]
+    #: the topic names of its cars (``<base>/<name>/...``)
+    names: list[str]
+    lines: list[str]
+    stop: Callable[[], None]
+    hints: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -67,6 +88,15 @@ class ProviderSpec:
     fingerprint: str | None = None
     #: one line for ``--help`` texts and error messages
     description: str = ""
+    #: the vendor takes no commands (BMW CarData): a command the car lacks is refused as "read-only provider"
+    read_only: bool = False
+    #: ``module:function`` running this vendor's simulator for ``mqttbridge simulate --provider`` (args -> exit code)
+    simulator: str | None = None
+    #: ``module:function(base_topic, host, port) -> DemoPart`` starting this provider's share of ``mqttbridge demo``
+    #: (a simulator and the account bridging it), imported on first use; ``host:port`` is the demo's broker
+    demo: str | None = None
+    #: whether plain ``mqttbridge demo`` (no ``--provider``) shows it
+    demo_by_default: bool = False
 
     def load(self, target: str | None, what: str) -> Any:
         """The object ``module:name`` names; a missing library becomes an install hint."""

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -99,6 +99,9 @@ class Publisher:
         self.sent = 0
         #: bumped at every change of the retained set: the snapshot is saved only when it moved
         self.version = 0
+        #: topic prefixes whose changes leave ``version`` as it is: the snapshot leaves them out (the bridge's own
+        #: topics, discovery), and the budget topic alone, moving at every poll round, would rewrite it
+        self.unversioned: tuple[str, ...] = ()
         #: the session's connection state, when it has one (MqttSession does)
         self._online: threading.Event | None = getattr(session, "connected", None)
         #: set at stop: a read still finishing must not change the table after the last publish (the demo
@@ -132,11 +135,12 @@ class Publisher:
         with self._lock:
             return list(self._table)
 
-    def group(self, parent: str) -> list[tuple[str, str]]:
-        """One parent's topics, copied under the lock (a group is small: the copy never holds the fleet)."""
+    def group(self, parent: str) -> Iterator[tuple[str, str]]:
+        """One parent's topics as they are now; the payloads are unpacked one at a time, as they are taken
+        (the discovery configs of every vehicle share one parent: unpacked at once, they would be 19 MB)."""
         with self._lock:
             stored = list(self._table.get(parent, {}).items())
-        return [(parent + leaf, unpack(value)) for leaf, value in stored]
+        return ((parent + leaf, unpack(value)) for leaf, value in stored)
 
     # --- API -------------------------------------------------------------------------------------
 
@@ -153,7 +157,8 @@ class Publisher:
             elif not force and group.get(leaf) == stored:
                 return False
             group[leaf if leaf in group else sys.intern(leaf)] = stored
-            self.version += 1
+            if not topic.startswith(self.unversioned):
+                self.version += 1
         if self._online is not None and not self._online.is_set():
             # kept for the next connect, which publishes everything after bridge/state "online"; sent now,
             # paho would queue it and flush it first, before that "online" (and then twice)
@@ -168,14 +173,24 @@ class Publisher:
         with self._lock:
             if self._get(topic) != stored:
                 self._set(topic, stored)
-                self.version += 1
+                if not topic.startswith(self.unversioned):
+                    self.version += 1
 
     def clear(self, topic: str) -> None:
         """Delete a retained message (an empty retained payload), e.g. a field the car stopped reporting."""
         with self._lock:
             self._pop(topic)
-            self.version += 1
+            if not topic.startswith(self.unversioned):
+                self.version += 1
         self.session.publish(topic, b"", retain=True, qos=1)
+
+    def forget(self, topics: Iterable[str]) -> None:
+        """Drop topics from the table without touching the broker: another instance publishes them now (a
+        reconnect must not send our older values again)."""
+        with self._lock:
+            for topic in topics:
+                self._pop(topic)
+            self.version += 1
 
     def restore(self, items: Mapping[str, str]) -> None:
         """Payloads a previous run published (the snapshot): known as retained without being sent now,
@@ -227,9 +242,13 @@ class Publisher:
             topic
             for parent in self.parents()
             if parent.startswith(prefix) or prefix.startswith(parent)
-            for topic, _ in self.group(parent)
-            if topic.startswith(prefix)
+            for leaf in self._leaves(parent)
+            if (topic := parent + leaf).startswith(prefix)
         ]
+
+    def _leaves(self, parent: str) -> list[str]:
+        with self._lock:
+            return list(self._table.get(parent, {}))
 
 
 class VehiclePublisher:

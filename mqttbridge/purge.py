@@ -7,31 +7,39 @@ is gone. Deleting one means publishing an empty retained payload on its topic.
 What is retained is read, never guessed: a fresh client subscribes, and the broker sends it every
 retained message that matches. A non-retained marker published right after the subscription comes
 back after the last of them (one connection delivers in order), so the list is complete and no
-timer decides when it ends.
+timer decides when it ends. With the bridge's ``MqttConfig`` (``purge -c``) it logs in as the bridge does.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from mqttbridge.errors import MqttBridgeError
+from mqttbridge.paho_client import use_credentials_and_tls
+
+if TYPE_CHECKING:
+    from mqttbridge.config import MqttConfig
 
 log = logging.getLogger(__name__)
 
 #: seconds to wait for each step: the CONNACK, the SUBACK, the marker, all PUBACKs
 TIMEOUT = 15.0
+#: CONNACK reason codes that mean the credentials were refused (MQTT 3.1.1's 4 and 5 arrive as these)
+CREDENTIALS_REFUSED = {0x86, 0x87}  # Bad user name or password, Not authorized
+#: CONNACK reason code of a broker without MQTT 5
+PROTOCOL_REFUSED = 0x84  # Unsupported protocol version
 
 
 class BridgeRunning(MqttBridgeError):
@@ -123,17 +131,26 @@ def is_discovery_config(topic: str, prefix: str) -> bool:
 
 
 class RetainedClient:
-    """One connection that reads what is retained, then deletes topics and waits for each PUBACK."""
+    """One connection that reads what is retained, then deletes topics and waits for each PUBACK.
 
-    def __init__(self, host: str, port: int, *, timeout: float = TIMEOUT):
+    ``mqtt`` (the bridge's ``MqttConfig``) gives the user name, password, TLS and protocol; without it the client
+    connects anonymously, without TLS, with MQTT 5. Its host and port are not used: ``host`` and ``port`` are.
+    The client id is always a fresh one (the configuration's would push a running bridge off the broker).
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float = TIMEOUT, mqtt: MqttConfig | None = None):
         self.host = host
         self.port = port
         self.timeout = timeout
+        self.mqtt = mqtt
+        v5 = mqtt is None or str(mqtt.protocol) == "5"
         self._client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=f"mqttbridge-purge-{uuid.uuid4().hex[:12]}",
-            protocol=paho.MQTTv5,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
         )
+        if mqtt is not None:
+            use_credentials_and_tls(self._client, mqtt)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_subscribe = self._on_subscribe
@@ -184,11 +201,18 @@ class RetainedClient:
     def connect(self) -> None:
         """Connect, or say in one line why not (a user's mistake, never a traceback)."""
         where = f"{self.host}:{self.port}"
+        address = "--broker HOST:PORT" if self.mqtt is None else "--broker HOST:PORT, or mqtt.host and mqtt.port"
         try:
             self._client.connect(self.host, self.port, keepalive=60)
+        except ssl.SSLError as exc:  # the handshake is part of connect()
+            detail = getattr(exc, "verify_message", None) or exc.reason or exc
+            raise MqttBridgeError(
+                f"TLS with the MQTT broker at {where} failed ({detail}); check mqtt.tls (ca_certs, certfile, "
+                "keyfile) and that the port is the broker's TLS listener"
+            ) from None
         except OSError as exc:
             raise MqttBridgeError(
-                f"no MQTT broker answers at {where} ({exc.strerror or exc}); check --broker HOST:PORT"
+                f"no MQTT broker answers at {where} ({exc.strerror or exc}); check {address}"
             ) from None
         self._client.loop_start()
         if not self._connected.wait(self.timeout):
@@ -197,11 +221,26 @@ class RetainedClient:
         reason = self._connect_reason
         if reason is None or reason.is_failure:
             self.close()
-            raise MqttBridgeError(
-                f"the MQTT broker at {where} refused the connection ({reason}); "
-                "purge connects without a user name or TLS"
-            )
+            raise MqttBridgeError(self._refusal(where, reason))
         log.debug("connected to %s", where)
+
+    def _refusal(self, where: str, reason: ReasonCode | None) -> str:
+        """Why the broker said no, and what to check (the user name may be named; the password never is)."""
+        code = None if reason is None else reason.value
+        if code in CREDENTIALS_REFUSED and self.mqtt is not None and self.mqtt.username:
+            return (
+                f"the MQTT broker at {where} refused the credentials ({reason}); "
+                "check mqtt.username and mqtt.password in the configuration"
+            )
+        said = f"the MQTT broker at {where} refused the connection ({reason})"
+        if code in CREDENTIALS_REFUSED:
+            where_from = "give -c with the bridge's configuration" if self.mqtt is None else "set mqtt.username"
+            return f"{said}: it wants a user name and password; {where_from}"
+        if self.mqtt is None:
+            return f"{said}; without -c, purge connects without a user name or TLS"
+        if code == PROTOCOL_REFUSED and str(self.mqtt.protocol) == "5":
+            return f"{said}: the broker has no MQTT 5; set mqtt.protocol: 3.1.1"
+        return f"{said}; check the configuration's mqtt section"
 
     def read_retained(self, filters: Iterable[str], marker_topic: str) -> dict[str, bytes]:
         """Every retained message matching ``filters`` right now; ``marker_topic`` must match one of them."""
@@ -210,7 +249,7 @@ class RetainedClient:
         with self._lock:
             self._marker = (marker_topic, token)
         # QoS 0: mosquitto drops retained QoS 1 messages beyond its queue limit (1000), the marker with them
-        result, mid = self._client.subscribe([(f, SubscribeOptions(qos=0)) for f in filters])
+        result, mid = self._client.subscribe([(f, 0) for f in filters])
         if result != paho.MQTT_ERR_SUCCESS:
             raise MqttBridgeError(f"could not subscribe to {', '.join(filters)}: {paho.error_string(result)}")
         assert mid is not None  # paho leaves it out only when nothing was sent (no connection)
@@ -291,11 +330,13 @@ def purge(
     prefix: str = "homeassistant",
     force: bool = False,
     timeout: float = TIMEOUT,
+    mqtt: MqttConfig | None = None,
 ) -> PurgeResult:
     """Delete every retained topic under ``base_topic`` and every discovery config under ``prefix``
     that points at it. Refuses while ``<base>/bridge/state`` says ``online`` unless ``force``:
-    a running bridge would publish it all again, and its Home Assistant entities would vanish."""
-    with RetainedClient(host, port, timeout=timeout) as client:
+    a running bridge would publish it all again, and its Home Assistant entities would vanish.
+    ``mqtt``: connect with its user name, password, TLS and protocol (``RetainedClient``)."""
+    with RetainedClient(host, port, timeout=timeout, mqtt=mqtt) as client:
         retained = client.read_retained([f"{base_topic}/#", f"{prefix}/#"], _marker_topic(base_topic))
         state = retained.get(f"{base_topic}/bridge/state", b"").strip().lower()
         if state == b"online":

@@ -12,9 +12,9 @@ import time
 from typing import TYPE_CHECKING
 
 from mqttbridge import discovery, providers
-from mqttbridge.commands import CommandRunner, CommandTarget, Execution
 from mqttbridge.config import VehicleConfig
 from mqttbridge.errors import ActionRequiredError, BackendError, BudgetExhaustedError, UnsupportedError
+from mqttbridge.execution import CommandRunner, CommandTarget, Execution
 from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.publish import VehiclePublisher
 
@@ -65,20 +65,25 @@ class VehicleContext(CommandTarget):
             stopping=bridge.stopping,
             clock=bridge.clock,
         )
-        saved = bridge.restored.get(self.vin)
+        saved = bridge.previous.restored.get(self.vin)
         if saved is not None and saved.root == self.root:
             # the last run's status: battery rules and discovery have it before the first read
             self.status = self.out.restore(self.vin, saved.topics)
 
     # --- reading ---------------------------------------------------------------------------------
 
-    def read_status(self, *, force: bool = False) -> VehicleStatus:
+    def read_status(self, *, force: bool = False, asked: bool = False) -> VehicleStatus:
+        """``asked``: a user's refresh, which a pushing backend answers from the vendor, not from its stream."""
         with self._read_lock:  # a refresh command and the poller never read the same car at once
             with self._lock_state:
                 self._reads_started += 1
                 started = self._reads_started
             try:
-                status = self.runtime.backend.read_status(self.info, force=force)
+                backend = self.runtime.backend
+                if asked and not force:
+                    status = backend.refresh_status(self.info)
+                else:
+                    status = backend.read_status(self.info, force=force)
             except BudgetExhaustedError:
                 raise  # our own budget, not the vendor failing: availability stays as it is
             except ActionRequiredError as exc:
@@ -103,6 +108,8 @@ class VehicleContext(CommandTarget):
             self._accept(status, started)
 
     def _accept(self, status: VehicleStatus, started: int) -> None:
+        if not self._held():  # a read that ended after another instance took the vehicle over: not ours to show
+            return
         self.failures = 0
         self.status = status
         self.bridge.login.ok(self.runtime.name)
@@ -121,7 +128,7 @@ class VehicleContext(CommandTarget):
         self.out.dataset(name, self.runtime.backend.read_dataset(self.info, name))
 
     def set_available(self, online: bool) -> None:
-        if self.available is online:
+        if self.available is online or not self._held():
             return
         self.available = online
         self.out.availability(online)
@@ -137,6 +144,9 @@ class VehicleContext(CommandTarget):
     # --- CommandTarget ---------------------------------------------------------------------------
 
     def execute(self, request: CommandRequest) -> ExecutionUpdate:
+        cluster = self.bridge.cluster
+        if cluster is not None and not cluster.acts_on(self.vin):  # the last guard before the vendor
+            raise BackendError("this instance does not serve the vehicle any more; not sent")
         if request.command == "charge_limit":
             request = self._both_limits(request)
         return self.runtime.backend.execute(self.info, request)
@@ -158,7 +168,7 @@ class VehicleContext(CommandTarget):
         return self.runtime.backend.execution_status(self.info, started)
 
     def refresh(self, *, force: bool = False) -> None:
-        self.read_status(force=force)
+        self.read_status(force=force, asked=True)
 
     def observed(self, command: str) -> str | None:
         """What the car shows now for ``command`` (after a timeout: did it act anyway?)."""
@@ -168,9 +178,17 @@ class VehicleContext(CommandTarget):
         return f"the car now reports {name} {self.status.fields[name]}"
 
     def publish(self, execution: Execution) -> None:
-        self.bridge.gateway.publish_execution(self, execution)
+        if self._held():
+            self.bridge.gateway.publish_execution(self, execution)
+
+    def _held(self) -> bool:
+        """Whether this instance publishes for the vehicle (always, unless a cluster gave it to another)."""
+        cluster = self.bridge.cluster
+        return cluster is None or cluster.holds(self.vin)
 
     def lock_started(self, action: str) -> None:
+        if not self._held():
+            return
         with self._lock_state:
             self._lock_shown_at = None
             self.out.lock_override = "LOCKING" if action == "LOCK" else "UNLOCKING"
@@ -178,6 +196,8 @@ class VehicleContext(CommandTarget):
 
     def lock_executed(self, action: str) -> None:
         """The vendor said EXECUTED: show LOCKED/UNLOCKED now, not after the re-read (``refresh_delay``)."""
+        if not self._held():
+            return
         with self._lock_state:
             self._lock_shown_at = self._reads_started
             self.out.lock_override = "LOCKED" if action == "LOCK" else "UNLOCKED"
@@ -192,6 +212,10 @@ class VehicleContext(CommandTarget):
 
     def remember(self, execution: Execution) -> None:
         self.bridge.journal.save(self.vin, execution)
+        if self.bridge.cluster is not None and not execution.event_id:
+            # on the broker before the vendor hears of it: if this instance dies now, the next owner finds the
+            # command and ends it FAILED instead of never answering (it is never sent twice)
+            self.publish(execution)
 
     def forget(self, execution: Execution) -> None:
         self.bridge.journal.remove(execution)

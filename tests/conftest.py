@@ -3,14 +3,67 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import pytest
 import requests
 
+# the helpers' own asserts report their operands, as a test's do
+pytest.register_assert_rewrite("tests.cluster_helpers")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures"
+
+
+#: the outcome of a test's call phase, for fixtures that print their daemons' logs at teardown when it failed
+CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = yield
+    if report.when == "call":
+        item.stash[CALL_REPORT] = report
+    return report
+
+
+def call_failed(request: pytest.FixtureRequest) -> bool:
+    """Whether the test using this fixture failed (a fixture cannot catch the test's own exception)."""
+    report = request.node.stash.get(CALL_REPORT, None)
+    return report is not None and report.failed
+
+
+class _Daemons(Protocol):
+    def close(self) -> None: ...
+
+    def logs(self) -> str: ...
+
+
+_D = TypeVar("_D", bound=_Daemons)
+
+
+def closed_after(request: pytest.FixtureRequest, daemons: _D) -> Iterator[_D]:
+    """A fixture's body for daemons (``yield from``): closed after the test, their logs printed under a failure
+    (shown as the teardown's captured output)."""
+    try:
+        yield daemons
+    finally:
+        daemons.close()
+        if call_failed(request):
+            print(daemons.logs())
+
+
+@pytest.fixture
+def vendor():
+    """The legacy simulator on a clock the test moves (``restart_helpers.start_vendor``)."""
+    from .restart_helpers import start_vendor  # it imports this module
+
+    server = start_vendor()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

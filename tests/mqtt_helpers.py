@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
@@ -45,14 +46,30 @@ def wait_until(predicate: Callable[[], Any], timeout: float = WAIT, what: str = 
 
 
 class Mosquitto:
-    """A private broker on a free loopback port; stop() and start() keep the port for reconnect tests."""
+    """A private broker on a free loopback port; stop() and start() keep the port for reconnect tests.
 
-    def __init__(self, workdir: Path, extra_conf: str = ""):
+    ``users`` (name -> password) makes it accept only those credentials: no anonymous client.
+    """
+
+    def __init__(self, workdir: Path, extra_conf: str = "", users: dict[str, str] | None = None):
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra_conf}")
+        auth = "allow_anonymous true\n"
+        if users:
+            passwd = workdir / "mosquitto.passwd"
+            passwd.touch(mode=0o600)
+            tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+            for user, password in users.items():
+                subprocess.run(
+                    [tool, "-b", str(passwd), user, password],
+                    check=True,
+                    capture_output=True,
+                )
+            # run as root, mosquitto drops to its own user before it reads the 0600 file: stay who we are
+            auth = f"allow_anonymous false\npassword_file {passwd}\nuser {getpass.getuser()}\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{auth}persistence false\n{extra_conf}")
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
 
@@ -92,7 +109,15 @@ class Msg:
 class Observer:
     """A user's MQTT client: subscribes, records everything, waits for what it expects."""
 
-    def __init__(self, port: int, topics: tuple[str, ...] = ("#",), client_id: str | None = None):
+    def __init__(
+        self,
+        port: int,
+        topics: tuple[str, ...] = ("#",),
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        protocol: int = paho.MQTTv5,  # paho.MQTTv311 for a broker without MQTT 5 (NATS)
+    ):
         self.port = port
         self.topics = topics
         self.messages: list[Msg] = []
@@ -100,12 +125,14 @@ class Observer:
         self.client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=client_id or f"observer-{os.getpid()}-{id(self)}",
-            protocol=paho.MQTTv5,
+            protocol=protocol,
         )
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self.connected = threading.Event()
         self.client.reconnect_delay_set(0.1, 1)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self.connected.wait(10):
@@ -181,13 +208,16 @@ class Observer:
         self.client.publish(topic, payload, qos=1, retain=retain, properties=props).wait_for_publish(10)
 
     def close(self) -> None:
-        self.client.loop_stop()
+        # disconnect first: it wakes paho's network thread, which loop_stop() would otherwise wait out (up to 1 s)
         self.client.disconnect()
+        self.client.loop_stop()
 
 
-def retained_now(port: int, topic_filter: str, sync_topic: str = "test/sync-marker") -> dict[str, bytes]:
+def retained_now(
+    port: int, topic_filter: str, sync_topic: str = "test/sync-marker", protocol: int = paho.MQTTv5
+) -> dict[str, bytes]:
     """What a new subscriber gets as retained right now (ended by a marker message of our own)."""
-    observer = Observer(port, (topic_filter, sync_topic))
+    observer = Observer(port, (topic_filter, sync_topic), protocol=protocol)
     try:
         token = os.urandom(6).hex()
         observer.publish(sync_topic, token)
@@ -235,6 +265,25 @@ class Daemon:
 
     def tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
+
+
+def demo_process(port: int, tmp_path: Path, base: str, *extra: str) -> tuple[subprocess.Popen[str], Path]:
+    """``mqttbridge demo`` as a user runs it, in its own process against the broker on ``port``, and its private
+    temp folder (``TMPDIR``: the demo must leave it empty); the container's STATE_DIRECTORY is not passed on."""
+    temp = tmp_path / "tmp"
+    temp.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+    env.update(TMPDIR=str(temp), PYTHONUNBUFFERED="1")
+    argv = ["demo", "--broker", f"127.0.0.1:{port}", "--base-topic", base, *extra]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mqttbridge", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    return proc, temp
 
 
 def tmpdir(prefix: str) -> Path:

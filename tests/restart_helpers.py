@@ -17,14 +17,18 @@ BASE = "car"
 NAMES = ("i3", "i3_rex", "530e", "x1")
 
 
-def start_vendor() -> SimulatorServer:
-    """The simulator on a clock the test moves: an execution stays where it is until the test says."""
-    clock = FakeClock()
+def start_vendor(real_time_step: float | None = None) -> SimulatorServer:
+    """The simulator on a clock the test moves: an execution stays where it is until the test says. With
+    ``real_time_step``, on the real clock: each step of an execution takes that long."""
     cars = demo_vehicles()
-    server = SimulatorServer(cars, execution_step=1.0, clock=clock)
+    if real_time_step is not None:
+        server = SimulatorServer(cars, execution_step=real_time_step)
+    else:
+        clock = FakeClock()
+        server = SimulatorServer(cars, execution_step=1.0, clock=clock)
+        server.clock = clock
     server.start()
     server.cars = cars
-    server.clock = clock
     return server
 
 

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from mqttbridge import providers
 from mqttbridge.battery import ForcedReadPolicy
 
 
@@ -49,3 +50,17 @@ def test_12v_threshold(level, refused: bool) -> None:
     assert (reason is not None) is refused
     if refused:
         assert "12 V battery" in reason and "min_battery_12v (50 %)" in reason
+
+
+@pytest.mark.parametrize("unit,refused", [("%", True), ("V", False), (None, False)])
+def test_only_a_percentage_is_compared_with_the_threshold(unit: str | None, refused: bool) -> None:
+    """BMW CarData reports the 12 V battery in volts: 12.1 V is a healthy battery, not 12.1 % of one."""
+    reason = policy(None).refusal(datetime.fromisoformat("2026-11-22T12:00:00"), 12.1, unit)
+    assert (reason is not None) is refused
+
+
+@pytest.mark.parametrize("provider,unit", [("bmw", "%"), ("hyundai_kia", "%"), ("bmw_cardata", "V")])
+def test_each_provider_declares_the_unit_of_its_12v_battery(provider: str, unit: str) -> None:
+    """The gateway passes this unit to the policy (the provider's declaration first, then the common field's)."""
+    spec = providers.offers(provider).field("battery_12v")
+    assert spec is not None and spec.unit == unit

@@ -63,7 +63,11 @@ def ledger(
 def test_defaults_documented() -> None:
     from mqttbridge.providers import available
 
-    assert {name: spec.default_budget for name, spec in available().items()} == {"bmw_legacy": None, "hyundai_kia": 100}
+    assert {name: spec.default_budget for name, spec in available().items()} == {
+        "bmw_legacy": None,
+        "hyundai_kia": 100,
+        "bmw_cardata": 50,
+    }
     import mqttbridge.budget as module
 
     assert "30" in (module.__doc__ or "") and "5091" in (module.__doc__ or "")
@@ -311,3 +315,62 @@ def test_dst_with_the_default_fixed_offset_clock(store: StateStore) -> None:
     budget = ledger(store, clock)
     assert budget.resets_at().isoformat() == "2025-03-31T00:00:00+02:00"
     assert budget.resets_at() == datetime(2025, 3, 30, 22, 0, tzinfo=UTC)
+
+
+# --- a reset in UTC (BMW CarData's quota: 00:00 UTC, CONTRACT section 9) ----------------------------------
+
+
+def test_a_reset_in_utc_falls_on_utc_midnight_whatever_the_local_zone(store: StateStore) -> None:
+    from mqttbridge.battery import parse_clock
+
+    clock = WallClock(datetime(2025, 6, 10, 0, 30, tzinfo=CET))  # 23:30 UTC on the 9th
+    book = ledger(store, clock, reset=parse_clock("00:00 UTC"), reserve=0, limit=50)
+    assert book.resets_at() == datetime(2025, 6, 10, 0, 0, tzinfo=UTC)
+    book.spend("cached_read", 50)
+    assert not book.allows("cached_read")
+    clock.advance(29 * 60)  # 23:59 UTC: still the same quota day
+    assert not book.allows("cached_read")
+    clock.advance(60)  # 00:00 UTC, 01:00 local: a local-midnight quota would have reset an hour ago
+    assert book.allows("cached_read")
+    assert book.snapshot()["used"] == 0
+    assert book.resets_at() == datetime(2025, 6, 11, 0, 0, tzinfo=UTC)
+
+
+def test_a_local_reset_is_unchanged(store: StateStore) -> None:
+    from mqttbridge.battery import parse_clock
+
+    assert parse_clock("00:00").tzinfo is None
+    clock = WallClock(datetime(2025, 6, 10, 1, 30, tzinfo=CET))
+    book = ledger(store, clock, reset=parse_clock("00:00"))
+    assert book.resets_at() == datetime(2025, 6, 11, 0, 0, tzinfo=CET)
+
+
+def test_calls_the_vendor_never_saw_are_taken_back(store: StateStore, clock: WallClock) -> None:
+    book = ledger(store, clock)
+    book.spend("cached_read", 3)
+    book.unspend("cached_read")
+    assert book.snapshot()["by_kind"]["cached_read"] == 2
+    book.unspend("cached_read", 5)  # never below zero
+    assert book.snapshot()["by_kind"]["cached_read"] == 0
+
+
+def test_a_cluster_instance_spends_its_share_of_the_account_budget(store: StateStore, clock: WallClock) -> None:
+    """Three instances serving 1, 2 and 3 of an account's 6 cars: 50 calls a day become 8, 16 and 25 (rounded
+    down: together never more than the vendor's limit), the reserve likewise."""
+    book = ledger(store, clock, limit=50, reserve=6)
+    book.share(1, 6)
+    assert (book.limit, book.reserve) == (8, 1)
+    book.share(2, 6)
+    assert (book.limit, book.reserve) == (16, 2)
+    book.share(1, 6)
+    book.spend("cached_read", 7)
+    assert not book.allows("cached_read") and book.allows("command")  # the reserve's one call is kept
+    book.share(3, 6)  # it took over a dead instance's cars
+    assert (book.limit, book.reserve) == (25, 3) and book.allows("cached_read")
+    book.share(6, 6)
+    assert (book.limit, book.reserve) == (50, 6)
+    book.share(0, 6)  # it serves none of them now
+    assert (book.limit, book.reserve) == (0, 0) and not book.allows("command")
+    unlimited = ledger(store, clock, limit=None, account="other")
+    unlimited.share(1, 6)
+    assert unlimited.limit is None

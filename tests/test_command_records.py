@@ -316,3 +316,23 @@ def test_a_burst_of_home_assistant_births_makes_one_discovery_republish(bridged,
     assert any(p.topic.startswith("homeassistant/") for p in session.since(mark))
     session.deliver("homeassistant/status", "online")
     assert RecordingTimer.started.count("republish") == 2
+
+
+def test_the_command_filters_are_subscribed_before_the_session_connects(tmp_path: Path, sim: Sim) -> None:
+    """Remembered before the start, so the session subscribes them at connect before anything is published
+    (tests/test_subscribe_retry.py): a vehicle announced on bridge/info never precedes its command filter."""
+    at_start: dict[str, bool] = {}
+
+    class Recording(FakeSession):
+        def start(self) -> None:
+            at_start.update(self.subscriptions)
+            super().start()
+
+    config = make_config(tmp_path, [account_data(sim.url)], mqtt={"base_topic": "car"})
+    bridge = Bridge(config, session_factory=Recording)
+    bridge.start()
+    try:
+        wanted = {"car/+/+/set": True, "car/bridge/accounts/+/otp/set": True, "homeassistant/status": True}
+        assert {t: at_start.get(t) for t in wanted} == wanted  # retain-as-published: a retained command is told apart
+    finally:
+        bridge.stop()

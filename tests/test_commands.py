@@ -8,14 +8,12 @@ from collections import deque
 import pytest
 
 from mqttbridge.commands import (
-    CommandRunner,
-    CommandTarget,
-    Execution,
     Rejected,
     check_unlock,
     parse_command,
 )
 from mqttbridge.errors import CommandOutcomeUnknown, ServerError, UnsupportedError
+from mqttbridge.execution import CommandRunner, CommandTarget, Execution
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate
 
 S = ExecutionStatus

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-from mqttbridge import config as config_module
 from mqttbridge.config import (
     PROVIDERS,
     REQUIRED,
@@ -28,6 +27,7 @@ from mqttbridge.config import (
     parse_config,
     valid_topic,
 )
+from mqttbridge.config import schema as config_schema
 from mqttbridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,12 +166,12 @@ def test_state_dir_from_systemd_first_entry() -> None:
 
 
 def test_state_dir_default_as_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_module.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(config_schema.os, "geteuid", lambda: 0)
     assert parse(minimal(), env={"HOME": "/root"}).state_dir == Path("/var/lib/mqttbridge")
 
 
 def test_state_dir_default_as_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(config_module.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(config_schema.os, "geteuid", lambda: 1000)
     assert parse(minimal(), env={"HOME": "/home/u"}).state_dir == Path("/home/u/.local/state/mqttbridge")
     assert parse(minimal(), env={"HOME": "/home/u", "XDG_STATE_HOME": "/x/state"}).state_dir == Path(
         "/x/state/mqttbridge"
@@ -334,11 +334,13 @@ def test_account_name_pattern_and_uniqueness() -> None:
 def test_provider_required_and_unknown_lists_known() -> None:
     acc = account()
     del acc["provider"]
-    assert_problem(minimal(accounts=[acc]), "accounts[0].provider", "is required (one of bmw_legacy, hyundai_kia)")
+    assert_problem(
+        minimal(accounts=[acc]), "accounts[0].provider", "is required (one of bmw_cardata, bmw_legacy, hyundai_kia)"
+    )
     assert_problem(
         minimal(accounts=[account(provider="tesla")]),
         "accounts[0].provider",
-        "must be one of bmw_legacy, hyundai_kia (got 'tesla')",
+        "must be one of bmw_cardata, bmw_legacy, hyundai_kia (got 'tesla')",
     )
 
 

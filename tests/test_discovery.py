@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from mqttbridge import providers
+from mqttbridge.backends.bmw_cardata.mapping import entries_from_stream, entries_from_telematic, status_from_entries
+from mqttbridge.backends.bmw_cardata.mapping import vehicle_info as cardata_vehicle
 from mqttbridge.backends.bmw_legacy.parse import parse_status, parse_vehicle, parse_vehicles
 from mqttbridge.config import HomeAssistantConfig
 from mqttbridge.discovery import (
@@ -35,6 +37,7 @@ from mqttbridge.simulator import demo_vehicles
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CAPTURES = SHARED / "fixtures" / "bmw_legacy"
+CARDATA = SHARED / "fixtures" / "bmw_cardata"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 BASE = "car"
 VERSION = "9.8.7"
@@ -342,6 +345,37 @@ def capture_cases() -> list[Case]:
     return cases
 
 
+def cardata_cases() -> list[Case]:
+    """Every real CarData telematicData answer and stream message, as the bmw_cardata provider publishes it,
+    with a car made from the matching basicData (a VIN each: the answers carry none, or a garbled one)."""
+    if not CARDATA.is_dir():
+        return []
+    basic = {
+        "bev": _read(CARDATA / "rest/basic_data_bev_i4m50.json"),
+        "ice": _read(CARDATA / "rest/basic_data_ice_x1.json"),
+    }
+    cases: list[Case] = []
+    paths = [*sorted(CARDATA.glob("rest/telematic_data_*.json")), *sorted(CARDATA.glob("stream/*.json"))]
+    for index, path in enumerate(paths):
+        body = _read(path)
+        entries = entries_from_stream(body)[1] if "data" in body else entries_from_telematic(body)
+        vin = f"CARDATA{index:010d}"
+        info = cardata_vehicle(vin, basic["ice" if "_ice_" in path.name else "bev"], None)
+        status = status_from_entries(vin, entries, NOW)
+        vehicle = DiscoveredVehicle(
+            vin=vin,
+            name=vin.lower(),
+            root=f"{BASE}/{vin.lower()}",
+            info=info,
+            fields=status.to_state(),
+            has_location=status.location is not None,
+            unlock_code=False,
+            offers=providers.offers("bmw_cardata"),
+        )
+        cases.append(Case(f"cardata/{path.stem}", vehicle))
+    return cases
+
+
 def _sample(spec: Any) -> Any:
     """A value of the kind the table says, as the bridge publishes it."""
     if spec.kind == "bool":
@@ -385,7 +419,7 @@ def kitchen_sink_case() -> Case:
 
 
 DEMO_CASES = demo_cases()
-CAPTURE_CASES = capture_cases()
+CAPTURE_CASES = capture_cases() + cardata_cases()
 ALL_CASES = [*DEMO_CASES, *CAPTURE_CASES, kitchen_sink_case()]
 MODES = {"device": DEVICE, "component": COMPONENT}
 
@@ -682,9 +716,24 @@ def test_value_templates_render_as_intended() -> None:
     assert checked > 50
 
 
+def _every_field_spec() -> list[tuple[str, Any]]:
+    """The core's table and every installed provider's own fields (bmw_cardata's, hyundai_kia's ...)."""
+    specs: list[tuple[str, Any]] = list(FIELDS.items())
+    for provider, spec in sorted(providers.available().items()):
+        specs.extend((f"{provider}:{field.name}", field) for field in spec.offers.fields)
+    return specs
+
+
 def test_the_field_table_itself_conforms() -> None:
-    """Section 9.1 over FIELDS directly, so a row no capture exercises is still checked."""
-    for name, spec in FIELDS.items():
+    """Section 9.1 over FIELDS and the providers' own fields directly, so a row no capture exercises is
+    still checked."""
+    names = [name for name, _spec in _every_field_spec()]
+    assert any(name.startswith("bmw_cardata:") for name in names)
+    assert len(names) == len(set(names)), "a provider declares a field twice"
+    for name, spec in _every_field_spec():
+        if spec.platform == "binary_sensor":
+            assert spec.device_class in BINARY_DEVICE_CLASSES, name
+            assert spec.kind == "bool" or spec.on_values, name
         if spec.platform != "sensor":
             continue
         assert spec.device_class in UNITS, name
@@ -1139,3 +1188,16 @@ def test_bridge_device_login_entities(mode: str) -> None:
     jinja2 = pytest.importorskip("jinja2")
     template = jinja2.Environment().from_string(logins[0]["value_template"])
     assert template.render(value_json={"state": "action_required"}) == "action_required"
+
+
+def test_a_cardata_car_announces_only_refresh_and_its_12v_battery_in_volts(fixtures_dir: Path) -> None:
+    """CONTRACT §9: read-only (a refresh button, no lock, climate or charging control), and the 12 V battery as
+    CarData gives it: a voltage (the provider's declaration replaces the core's percent entity)."""
+    x1 = next(c for c in cardata_cases() if "ice_x1_extended" in c.id)
+    keys = _by_key(x1.vehicle)
+    assert x1.vehicle.fields["battery_12v"] == 13.92  # "13.92" V in the capture
+    battery = keys["battery_12v"].config
+    assert battery["unit_of_measurement"] == "V" and battery["device_class"] == "voltage"
+    commands = {key for key, entity in keys.items() if "command_topic" in entity.config}
+    assert commands == {"refresh"}
+    assert not any(key.endswith("_command") and key != "refresh_command" for key in keys)

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from paho.mqtt.client import topic_matches_sub
 
+from mqttbridge.backends.bmw_legacy.demo import DEMO_NAMES
 from mqttbridge.bridge import Bridge
 from mqttbridge.commands import COMMANDS, Rejected, parse_command
-from mqttbridge.demo import DEMO_NAMES
 from mqttbridge.simulator import SimulatorServer, demo_vehicles
 
 from .conftest import FakeClock, account_data, make_config

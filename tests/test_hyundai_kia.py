@@ -29,10 +29,7 @@ from hyundai_kia_connect_api import exceptions as hk  # noqa: E402
 from hyundai_kia_connect_api.const import ORDER_STATUS  # noqa: E402
 from hyundai_kia_connect_api.KiaUvoApiEU import KiaUvoApiEU  # noqa: E402
 
-from mqttbridge.backends.hyundai_kia.backend import (  # noqa: E402
-    AUTH_COOLDOWN_S,
-    HyundaiKiaBackend,
-)
+from mqttbridge.backends.hyundai_kia.backend import HyundaiKiaBackend  # noqa: E402
 from mqttbridge.backends.hyundai_kia.mapping import (  # noqa: E402
     CLIMATE_SCALES,
     execution_state,
@@ -40,6 +37,7 @@ from mqttbridge.backends.hyundai_kia.mapping import (  # noqa: E402
     status_fields,
     vendor_temperature,
 )
+from mqttbridge.backends.hyundai_kia.session import AUTH_COOLDOWN_S  # noqa: E402
 from mqttbridge.backends.registry import backend_class  # noqa: E402
 from mqttbridge.errors import (  # noqa: E402
     ActionRequiredError,

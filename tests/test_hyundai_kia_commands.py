@@ -21,8 +21,9 @@ from hyundai_kia_connect_api import Vehicle, VehicleManager  # noqa: E402
 from hyundai_kia_connect_api.const import ENGINE_TYPES  # noqa: E402
 from hyundai_kia_connect_api.const import REGIONS as LIBRARY_REGIONS  # noqa: E402
 
-from mqttbridge.backends.hyundai_kia.backend import HyundaiKiaBackend, library_version  # noqa: E402
+from mqttbridge.backends.hyundai_kia.backend import HyundaiKiaBackend  # noqa: E402
 from mqttbridge.backends.hyundai_kia.capabilities import _probe_token, probe_arguments  # noqa: E402
+from mqttbridge.backends.hyundai_kia.connection import library_version  # noqa: E402
 from mqttbridge.backends.hyundai_kia.mapping import BRANDS, COMMAND_PROBES, REGION_SINCE, REGIONS  # noqa: E402
 from mqttbridge.errors import ConfigError, UnsupportedError  # noqa: E402
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate  # noqa: E402

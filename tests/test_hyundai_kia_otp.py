@@ -18,7 +18,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:'ssl_version' option is deprecat
 
 from hyundai_kia_connect_api import exceptions as hk  # noqa: E402
 
-from mqttbridge.backends.hyundai_kia.backend import ACTION_COOLDOWN_S, AUTH_COOLDOWN_S  # noqa: E402
+from mqttbridge.backends.hyundai_kia.session import ACTION_COOLDOWN_S, AUTH_COOLDOWN_S  # noqa: E402
 from mqttbridge.backends.hyundai_kia.tokens import token_to_json  # noqa: E402
 from mqttbridge.errors import ActionRequiredError, AuthError, UnsupportedError  # noqa: E402
 from mqttbridge.logsetup import redact  # noqa: E402

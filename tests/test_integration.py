@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mqttbridge.model import DATASETS
-from mqttbridge.simulator import SimulatorServer, demo_vehicles
 
 from .mqtt_helpers import Daemon, Mosquitto, Observer, retained_now, wait_until
+from .restart_helpers import start_vendor
 
 BASE = "car"
 NAMES = ("i3", "i3_rex", "530e", "x1")
@@ -36,10 +36,7 @@ def follows_flow(statuses: list[str], end: str = "EXECUTED") -> bool:
 
 @pytest.fixture
 def sim():
-    cars = demo_vehicles()
-    server = SimulatorServer(cars, execution_step=0.3)
-    server.start()
-    server.cars = cars
+    server = start_vendor(real_time_step=0.3)
     yield server
     server.stop()
 

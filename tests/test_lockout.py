@@ -13,8 +13,9 @@ import pytest
 from mqttbridge.lockout import LOCKOUT_FILE, UnlockLockout, clock_text
 from mqttbridge.statestore import StateStore
 
+from .conftest import closed_after
 from .mqtt_helpers import Observer
-from .restart_helpers import BASE, Run, config_for, is_event, is_record, record, start_vendor, vendor_requests
+from .restart_helpers import BASE, Run, config_for, is_event, is_record, record, vendor_requests
 
 CODE = "s3cret-8642"
 WRONG = "guess-0000"
@@ -103,24 +104,12 @@ def test_an_unreadable_lockout_file_is_reported(tmp_path: Path, caplog) -> None:
 
 
 @pytest.fixture
-def vendor():
-    server = start_vendor()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def run(tmp_path: Path, broker, vendor):
+def run(request: pytest.FixtureRequest, tmp_path: Path, broker, vendor):
     config = config_for(
         broker, vendor, tmp_path / "state", vehicle={"unlock_code": CODE}, unlock_lockout={"attempts": 3, "minutes": 2}
     )
     runs = Run(tmp_path, config)
-    try:
-        yield runs
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{runs.logs()}") from None
-    finally:
-        runs.close()
+    yield from closed_after(request, runs)
 
 
 def _unlock(obs: Observer, request_id: str, code: str) -> dict:

@@ -177,7 +177,7 @@ def test_login_on_a_terminal(tmp_path: Path, monkeypatch, capsys) -> None:
         made.append(OtpBackend(account, store))
         return made[-1]
 
-    monkeypatch.setattr(cli, "_load", lambda _args: config)
+    monkeypatch.setattr("mqttbridge.cli.accounts._load", lambda _args: config)  # where login finds it
     monkeypatch.setattr("mqttbridge.backends.create_backend", fake_create)
     monkeypatch.setattr("sys.stdin", io.StringIO(f"{CODE}\n"))
     assert cli.main(["login", "-c", "unused.yaml", "kia"]) == 0

@@ -11,11 +11,14 @@ import threading
 from pathlib import Path
 
 import pytest
+from paho.mqtt.enums import MQTTErrorCode
 
+from mqttbridge.backpressure import PublishRoom
 from mqttbridge.config import MqttConfig
-from mqttbridge.mqtt import MqttSession, PublishRoom, _guarded, on_network_thread
+from mqttbridge.mqtt import MqttSession
+from mqttbridge.paho_client import guarded, on_network_thread
 
-from .mqtt_helpers import WAIT, Mosquitto, retained_now, wait_until
+from .mqtt_helpers import WAIT, Mosquitto, free_port, retained_now, wait_until
 
 
 class Queue:
@@ -83,6 +86,31 @@ def test_a_full_queue_makes_the_publisher_wait_until_the_broker_acknowledged_it_
     assert room.timeouts == 0
 
 
+def test_large_payloads_make_the_publisher_wait_too() -> None:
+    """A reconnect sends every vehicle's ~19 KB discovery config in a row: few messages, many bytes."""
+    queue = Queue(3)
+    room = Room(queue, connected(), high=10, low=5, high_bytes=1000, wait=WAIT * 3)
+    room.queued(1000)
+    thread, result = start_waiting(room)
+    queue.size = 2
+    room.acknowledged(400)  # 600 bytes left: more than half of the limit
+    assert thread.is_alive()
+    queue.size = 1
+    room.acknowledged(200)
+    thread.join(WAIT)
+    assert not thread.is_alive() and result == [True]
+    assert room.bytes == 400
+
+
+def test_the_byte_count_starts_again_from_zero_whenever_paho_holds_nothing() -> None:
+    queue = Queue(1)
+    room = PublishRoom(queue, connected(), high=10, low=5, high_bytes=1000)
+    room.queued(300)
+    queue.size = 0
+    room.acknowledged(100)  # a message someone else published through the client: never counted here
+    assert room.bytes == 0
+
+
 def test_a_publisher_never_waits_while_disconnected() -> None:
     room = PublishRoom(Queue(50), threading.Event(), high=10, low=5)
     assert room.acquire() is True  # paho keeps the message for the next connection
@@ -113,7 +141,7 @@ def test_the_stop_releases_a_waiting_publisher() -> None:
 def test_paho_network_thread_never_waits() -> None:
     room = PublishRoom(Queue(50), connected(), high=10, low=5, wait=WAIT * 3)
     seen: list[tuple[bool, bool]] = []
-    callback = _guarded("test", lambda: seen.append((on_network_thread(), room.acquire())))
+    callback = guarded("test", lambda: seen.append((on_network_thread(), room.acquire())))
     callback()
     assert seen == [(True, True)] and room.waits == 0
     assert not on_network_thread()  # only inside the callback
@@ -121,7 +149,7 @@ def test_paho_network_thread_never_waits() -> None:
 
 def test_a_wait_is_bounded_and_said_once(caplog: pytest.LogCaptureFixture) -> None:
     room = PublishRoom(Queue(50), connected(), high=10, low=5, wait=0.0)
-    with caplog.at_level(logging.WARNING, logger="mqttbridge.mqtt"):
+    with caplog.at_level(logging.WARNING, logger="mqttbridge.backpressure"):
         assert room.acquire() is False  # the caller publishes anyway: nothing is dropped
         assert room.acquire() is False
     assert room.timeouts == 2
@@ -181,6 +209,7 @@ def test_paho_queue_stays_bounded_while_the_broker_does_not_acknowledge(broker: 
         assert max(largest) < 5  # handed one more only while paho held fewer than the limit
         assert session.room.timeouts == 0
         wait_until(lambda: session._unacked() == 0, what="every message acknowledged")
+        assert session.room.bytes == 0  # every payload byte counted in was counted out
         retained = retained_now(broker.port, "bp/topic/#")
         assert retained == {f"bp/topic/{n}": f"payload {n}".encode() for n in range(40)}  # nothing lost
     finally:
@@ -210,3 +239,20 @@ def test_a_connection_lost_while_waiting_releases_the_publisher_and_loses_nothin
         assert retained == {f"bp/topic/{n}": f"payload {n}".encode() for n in range(20)}
     finally:
         session.stop(offline_payload=None)
+
+
+def test_a_message_paho_refuses_is_counted_and_said(caplog: pytest.LogCaptureFixture) -> None:
+    """paho drops a message when its 16-bit message ids run out (65,535 unacknowledged): never silently."""
+    session = _session(free_port())  # never started: nothing is sent
+
+    class Refused:
+        rc = MQTTErrorCode.MQTT_ERR_QUEUE_SIZE
+
+    session.client.publish = lambda *_args, **_kwargs: Refused()  # type: ignore[method-assign,assignment,return-value]
+    with caplog.at_level(logging.ERROR, logger="mqttbridge.mqtt"):
+        session.publish("bp/topic/a", "1")
+        session.publish("bp/topic/b", "2")
+    assert session.refused == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        "paho refused to queue a message on bp/topic/a (0 unacknowledged messages); 1 lost so far"
+    ]

@@ -27,7 +27,7 @@ from mqttbridge.statestore import StateStore
 
 from .conftest import account_data, make_config
 from .mqtt_helpers import ROOT, Observer, free_port, wait_until
-from .restart_helpers import BASE, Run, config_for, is_record, start_vendor, vendor_fault
+from .restart_helpers import BASE, Run, config_for, is_record, vendor_fault
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -130,13 +130,6 @@ def test_vendor_calls_are_counted_by_kind_and_result(sim, tmp_path: Path) -> Non
 
 
 # --- a scrape of the daemon ---------------------------------------------------------------------------
-
-
-@pytest.fixture
-def vendor():
-    server = start_vendor()
-    yield server
-    server.stop()
 
 
 @pytest.mark.slow

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from mqttbridge.commands import NOT_CONFIRMED, CommandRunner, CommandTarget, Execution, parse_command
+from mqttbridge.commands import parse_command
 from mqttbridge.errors import ServerError
+from mqttbridge.execution import NOT_CONFIRMED, CommandRunner, CommandTarget, Execution
 from mqttbridge.model import CommandRequest, ExecutionStatus, ExecutionUpdate, Location, VehicleStatus
 from mqttbridge.normalize import iso
 from mqttbridge.persist import EXECUTIONS_FILE, SNAPSHOT_FILE, ExecutionJournal, SnapshotKeeper
 from mqttbridge.publish import Publisher, VehiclePublisher, settle_lock
 from mqttbridge.statestore import StateStore
 
-from .conftest import FakeClock
+from .conftest import FakeClock, closed_after
 from .mqtt_helpers import Observer, retained_now, wait_until
 from .restart_helpers import (
     BASE,
@@ -33,7 +34,6 @@ from .restart_helpers import (
     is_event,
     is_record,
     record,
-    start_vendor,
     vendor_fault,
     vendor_requests,
 )
@@ -388,21 +388,9 @@ def test_a_lock_word_left_moving_by_a_killed_run_is_settled() -> None:
 
 
 @pytest.fixture
-def vendor():
-    server = start_vendor()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def run(tmp_path: Path, broker, vendor):
+def run(request: pytest.FixtureRequest, tmp_path: Path, broker, vendor):
     runs = Run(tmp_path, config_for(broker, vendor, tmp_path / "state"))
-    try:
-        yield runs
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{runs.logs()}") from None
-    finally:
-        runs.close()
+    yield from closed_after(request, runs)
 
 
 @pytest.mark.slow

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from itertools import pairwise
 from types import SimpleNamespace
 
-from mqttbridge.errors import ServerError
+from mqttbridge.errors import ActionRequiredError, ServerError
 from mqttbridge.polling import AccountPoller
 
 
@@ -134,3 +135,40 @@ def test_no_forced_read_without_force_interval() -> None:
     car = FakeCar("A")
     _poll([car], rounds=30)
     assert car.forced_reads == [] and len(car.reads) > 10
+
+
+def _discovering(exc: Exception, caplog) -> tuple[list, list]:
+    """One failed listing of the vehicles: the events and the poller's log records."""
+    account = SimpleNamespace(name="a", poll=SimpleNamespace(max_parallel=1))
+
+    def discover() -> None:
+        raise exc
+
+    events: list = []
+    runtime = SimpleNamespace(account=account, vehicles=[], discover=discover)
+    poller = AccountPoller(runtime, stopping=threading.Event(), on_event=lambda k, d: events.append((k, d)))
+    poller._wait = lambda seconds: True  # stop after the first attempt
+    with caplog.at_level(logging.INFO, logger="mqttbridge.polling"):
+        assert poller._discover() is False
+    return events, [r for r in caplog.records if r.name == "mqttbridge.polling"]
+
+
+def test_a_login_that_waits_for_the_user_is_not_logged_as_an_error(caplog) -> None:
+    """A device code or one-time code the user has not entered yet is expected at a first start: the login
+    topic says what to do; the poller says it waits, as a warning, not an error."""
+    exc = ActionRequiredError("open LINK and enter the code CODE", kind="device_code")
+    events, records = _discovering(exc, caplog)
+    assert [(r.levelno, r.getMessage()) for r in records] == [
+        (
+            logging.WARNING,
+            "account a: waiting for the user's login (open LINK and enter the code CODE); asking again in 30 s",
+        )
+    ]
+    assert events == [("account_error", {"account": "a", "error": "open LINK and enter the code CODE"})]
+
+
+def test_a_failed_listing_is_an_error(caplog) -> None:
+    events, records = _discovering(ServerError("HTTP 500"), caplog)
+    assert [r.levelno for r in records] == [logging.ERROR]
+    assert "cannot list vehicles: HTTP 500" in records[0].getMessage()
+    assert events == [("account_error", {"account": "a", "error": "HTTP 500"})]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mqttbridge.cli import main
 from mqttbridge.config import HomeAssistantConfig
@@ -17,7 +17,9 @@ from mqttbridge.discovery import DiscoveredVehicle, bridge_discovery, vehicle_di
 from mqttbridge.model import DriveTrain, VehicleInfo
 from mqttbridge.purge import points_at
 
-from .mqtt_helpers import ROOT, Observer, free_port, retained_now
+from .conftest import account_data
+from .mqtt_helpers import ROOT, Observer, demo_process, free_port, retained_now
+from .tls_helpers import Broker, Pki, password_broker
 
 DEMO_NAMES = ("i3", "i3_rex", "530e", "x1")
 ZIGBEE_CONFIG = (
@@ -199,11 +201,13 @@ def test_purge_bad_usage_is_exit_2(args: list[str], complaint: str, capsys) -> N
     assert complaint in capsys.readouterr().err
 
 
-def test_purge_needs_broker_and_base_topic(capsys) -> None:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["purge", "--broker", "127.0.0.1:1883"])
-    assert exit_info.value.code == 2
-    assert "--base-topic" in capsys.readouterr().err
+def test_purge_needs_broker_and_base_topic_or_a_configuration(capsys) -> None:
+    assert main(["purge", "--broker", "127.0.0.1:1883"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "mqttbridge: purge needs --base-topic BASE, or -c with the bridge's configuration file"
+    )
+    assert main(["purge"]) == 2
+    assert "purge needs --broker HOST:PORT and --base-topic BASE, or -c" in capsys.readouterr().err
 
 
 def test_purge_without_a_broker_is_exit_1_in_one_line() -> None:
@@ -227,29 +231,8 @@ def test_purge_without_a_broker_is_exit_1_in_one_line() -> None:
 
 def _run_demo(broker, tmp_path: Path, base: str, *extra: str) -> tuple[int, str, str]:
     """The demo as a user runs it, until its four cars are on the broker; then SIGTERM."""
-    temp = tmp_path / "tmp"
-    temp.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
-    env.update(TMPDIR=str(temp), PYTHONUNBUFFERED="1")
     observer = Observer(broker.port, (f"{base}/#", "homeassistant/#"))
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mqttbridge",
-            "demo",
-            "--broker",
-            f"127.0.0.1:{broker.port}",
-            "--base-topic",
-            base,
-            *extra,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    proc, temp = demo_process(broker.port, tmp_path, base, *extra)
     try:
         for name in DEMO_NAMES:
             observer.wait_topic(f"{base}/{name}/state")
@@ -303,3 +286,138 @@ def test_demo_keep_leaves_its_topics_and_purge_takes_them(broker, tmp_path: Path
     )
     assert retained_now(broker.port, "demo2/#") == {}
     assert _pointing_at(retained_now(broker.port, "homeassistant/#"), "demo2") == []
+
+
+# --- purge -c: the bridge's own broker settings -----------------------------------------------------
+
+USER, PASSWORD = "bridge", "purge-pass-8c41e"
+
+
+@pytest.fixture
+def locked(tmp_path: Path):
+    """A broker whose ``secure_port`` takes only USER with PASSWORD; its plain ``port`` seeds and checks."""
+    workdir = tmp_path / "locked"
+    workdir.mkdir()
+    broker = password_broker(workdir, {USER: PASSWORD})
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def _config(tmp_path: Path, mqtt: dict, **top) -> Path:
+    """A bridge's configuration file with this ``mqtt`` section (and one account purge never calls)."""
+    path = tmp_path / "config.yaml"
+    data = {"mqtt": mqtt, "state_dir": str(tmp_path / "state"), "accounts": [account_data("http://127.0.0.1:9")]}
+    path.write_text(yaml.safe_dump({**data, **top}))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+def test_purge_with_the_bridges_configuration_logs_in(
+    locked: Broker, tmp_path: Path, capsys, monkeypatch, protocol: str
+) -> None:
+    """The broker, the user and the ${ENV} password, the protocol, the base topic and the prefix: all the config's."""
+    ha = HomeAssistantConfig(discovery="component", prefix="ha")
+    ours = _ours("garage", "WBY1Z21040V000001", ha)
+    kept = {**_car_topics("car"), **_ours("car", "WBY1Z21040V000002", ha)}  # another base: not named by -c
+    _seed(locked.port, {**_car_topics("garage"), **ours, **kept})
+    monkeypatch.setenv("PURGE_TEST_PASSWORD", PASSWORD)
+    mqtt = {"host": "127.0.0.1", "port": locked.secure_port, "username": USER, "password": "${PURGE_TEST_PASSWORD}"}
+    config = _config(tmp_path, {**mqtt, "base_topic": "garage", "protocol": protocol}, homeassistant={"prefix": "ha"})
+
+    assert main(["purge", "-c", str(config)]) == 0
+
+    out, err = capsys.readouterr()
+    topics = len(_car_topics("garage"))
+    assert out.strip() == f"deleted {topics} retained topics under garage/ and {len(ours)} discovery configs under ha/"
+    assert PASSWORD not in out + err
+    assert retained_now(locked.port, "#") == {topic: payload.encode() for topic, payload in kept.items()}
+
+
+def test_purge_over_tls_with_a_password_file(tmp_path: Path, capsys) -> None:
+    pki = Pki.create(tmp_path / "pki")
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = password_broker(workdir, {USER: PASSWORD}, pki=pki)
+    broker.start()
+    try:
+        _seed(broker.port, _car_topics("car"))
+        (tmp_path / "mqtt.pass").write_text(f"{PASSWORD}\n")
+        mqtt = {"host": "localhost", "port": broker.secure_port, "username": USER}  # the certificate names localhost
+        mqtt |= {"password_file": str(tmp_path / "mqtt.pass"), "tls": {"ca_certs": str(pki.ca.cert)}}
+
+        assert main(["purge", "-c", str(_config(tmp_path, mqtt))]) == 0
+
+        assert f"deleted {len(_car_topics('car'))} retained topics under car/" in capsys.readouterr().out
+        assert retained_now(broker.port, "#") == {}
+    finally:
+        broker.stop()
+
+
+def test_purge_with_a_wrong_password_says_so_and_deletes_nothing(locked: Broker, tmp_path: Path, capsys) -> None:
+    _seed(locked.port, _car_topics("car"))
+    wrong = "not-the-pass-31f0"
+    config = _config(tmp_path, {"host": "127.0.0.1", "port": locked.secure_port, "username": USER, "password": wrong})
+
+    assert main(["purge", "-c", str(config)]) == 1
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip().splitlines() == [
+        f"mqttbridge: error: the MQTT broker at 127.0.0.1:{locked.secure_port} refused the credentials "
+        "(Not authorized); check mqtt.username and mqtt.password in the configuration"
+    ]
+    assert wrong not in err and PASSWORD not in err
+    assert set(retained_now(locked.port, "#")) == set(_car_topics("car"))
+
+    # without -c it connects anonymously, which this broker refuses: the error says where the credentials go
+    assert main(["purge", "--broker", f"127.0.0.1:{locked.secure_port}", "--base-topic", "car"]) == 1
+    err = capsys.readouterr().err
+    assert "refused the connection (Not authorized): it wants a user name and password; give -c" in err
+    assert set(retained_now(locked.port, "#")) == set(_car_topics("car"))
+
+
+def test_purge_with_an_invalid_configuration_reports_its_problems(tmp_path: Path, capsys) -> None:
+    config = _config(tmp_path, {"host": "127.0.0.1", "port": 70000, "pasword": PASSWORD})
+
+    assert main(["purge", "-c", str(config), "--broker", "127.0.0.1:1883"]) == 2
+
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert lines[0] == f"{config}: invalid configuration"
+    assert any(line.startswith("  mqtt.port:") for line in lines), err
+    assert any(line.startswith("  mqtt.pasword:") for line in lines), err
+    assert PASSWORD not in err
+
+
+def test_purge_options_override_the_configuration(locked: Broker, tmp_path: Path, capsys) -> None:
+    """--broker, --base-topic and --discovery-prefix beat mqtt.host/port, mqtt.base_topic and homeassistant.prefix;
+    the credentials still come from the configuration."""
+    ha = HomeAssistantConfig(discovery="device")
+    ours = _ours("car", "WBY1Z21040V000001", ha)
+    kept = {**_car_topics("garage"), **_ours("garage", "WBY1Z21040V000002", ha)}
+    _seed(locked.port, {**_car_topics("car"), **ours, **kept})
+    mqtt = {"host": "127.0.0.1", "port": free_port(), "username": USER, "password": PASSWORD, "base_topic": "garage"}
+    config = _config(tmp_path, mqtt, homeassistant={"prefix": "ha"})  # nothing answers at that port
+    broker_arg = f"127.0.0.1:{locked.secure_port}"
+
+    code = main(
+        [
+            "purge",
+            "-c",
+            str(config),
+            "--broker",
+            broker_arg,
+            "--base-topic",
+            "car",
+            "--discovery-prefix",
+            "homeassistant",
+        ]
+    )
+
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"deleted {len(_car_topics('car'))} retained topics under car/ and {len(ours)} discovery configs" in out
+    assert retained_now(locked.port, "#") == {topic: payload.encode() for topic, payload in kept.items()}

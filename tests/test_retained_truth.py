@@ -14,28 +14,17 @@ import pytest
 
 from mqttbridge.persist import SNAPSHOT_FILE
 
+from .conftest import closed_after
 from .mqtt_helpers import Msg, Observer, retained_now, wait_until
-from .restart_helpers import Run, config_for, is_event, is_record, record, start_vendor, vendor_requests
+from .restart_helpers import Run, config_for, is_event, is_record, record, vendor_requests
 
 FINAL = {"EXECUTED", "NOT_EXECUTED", "TIMED_OUT", "FAILED"}
 
 
 @pytest.fixture
-def vendor():
-    server = start_vendor()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def run(tmp_path: Path, broker, vendor) -> Iterator[Run]:
+def run(request: pytest.FixtureRequest, tmp_path: Path, broker, vendor) -> Iterator[Run]:
     runs = Run(tmp_path, config_for(broker, vendor, tmp_path / "state", names=("x1",)))
-    try:
-        yield runs
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{runs.logs()}") from None
-    finally:
-        runs.close()
+    yield from closed_after(request, runs)
 
 
 def follow_to_the_end(obs: Observer, vendor, request_id: str, start: int) -> str:

@@ -169,8 +169,9 @@ def tls_broker(workdir: Path, pki: Pki, *, require_certificate: bool = False) ->
     return Broker(workdir, listener)
 
 
-def password_broker(workdir: Path, users: dict[str, str]) -> Broker:
-    """A listener that takes only these users; the plain one stays anonymous (per-listener settings)."""
+def password_broker(workdir: Path, users: dict[str, str], *, pki: Pki | None = None) -> Broker:
+    """A listener that takes only these users (with ``pki``: over TLS); the plain one stays anonymous
+    (per-listener settings)."""
     password_file = workdir / "passwords"
     binary = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     for index, (user, password) in enumerate(users.items()):
@@ -179,4 +180,5 @@ def password_broker(workdir: Path, users: dict[str, str]) -> Broker:
             [binary, *create, "-b", str(password_file), user, password], check=True, capture_output=True, timeout=30
         )
     password_file.chmod(0o600)
-    return Broker(workdir, f"allow_anonymous false\npassword_file {password_file}\n", per_listener_settings=True)
+    tls = f"cafile {pki.ca.cert}\ncertfile {pki.server_cert}\nkeyfile {pki.server_key}\n" if pki else ""
+    return Broker(workdir, f"{tls}allow_anonymous false\npassword_file {password_file}\n", per_listener_settings=True)

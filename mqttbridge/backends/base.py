@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from mqttbridge.errors import UnsupportedError
+from mqttbridge.errors import ActionRequiredError, UnsupportedError
 from mqttbridge.model import CommandRequest, ExecutionUpdate, VehicleInfo, VehicleStatus
 from mqttbridge.statestore import StateStore
 
@@ -31,6 +31,24 @@ class StatusSink(Protocol):
     and charges no budget."""
 
     def push(self, vin: str, status: VehicleStatus) -> None: ...
+
+    def event(self, kind: str, /, **data: Any) -> None:
+        """Something users should hear of (on ``<base>/bridge/event``, with the account's name added)."""
+
+    def relay(self, topic: str, payload: bytes) -> None:
+        """Publish a vendor's raw message unchanged, not retained, on the bridge's broker (sharing a stream)."""
+
+    def account_state(self, name: str, data: dict[str, Any]) -> None:
+        """Retained on ``<base>/bridge/accounts/<account>/<name>``: a state users look at (a stream's connection)."""
+
+
+class LoginListener(Protocol):
+    """Told by a backend whose login completes or changes on its own (a device-code flow polled in the
+    background): the bridge shows a new code at once, and reads the account as soon as the user approved."""
+
+    def login_required(self, exc: ActionRequiredError) -> None: ...
+
+    def login_completed(self) -> None: ...
 
 
 class Backend(ABC):
@@ -59,6 +77,8 @@ class Backend(ABC):
         self.sleep: Callable[[float], None] = sleep if sleep is not None else self._wait_closing
         self.clock = clock
         self.policy = policy or RetryPolicy(attempts=getattr(account, "retries", RetryPolicy.attempts))
+        #: set by whoever runs the backend (the bridge, ``mqttbridge login``) to hear of logins that change alone
+        self.login_listener: LoginListener | None = None
 
     def _wait_closing(self, seconds: float) -> None:
         """The default ``sleep``: waits ``seconds``, less when ``close()`` is called meanwhile."""
@@ -72,6 +92,11 @@ class Backend(ABC):
     def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
         """One status read, normalised to the contract's field names. ``force`` wakes the car for a
         fresh reading (costly: the 12 V battery); a backend without such a read raises ``UnsupportedError``."""
+
+    def refresh_status(self, vehicle: VehicleInfo) -> VehicleStatus:
+        """A read a user asked for (``refresh``): the same as ``read_status`` unless the backend may answer a
+        scheduled read from data it was pushed (a stream), when this one must still ask the vendor."""
+        return self.read_status(vehicle)
 
     @abstractmethod
     def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:

@@ -77,7 +77,9 @@ class BudgetedBackend(Backend):
             made = self._vendor_calls()
             if made is not None and made > 1:  # the vendor counted every request it saw: so do we
                 self.ledger.spend(kind, made - 1)
-            if made is not None and kind == "cached_read":
+            elif made == 0:  # nor more: answered without the vendor (a read from a stream's latest data)
+                self.ledger.unspend(kind)
+            if made and kind == "cached_read":
                 self.ledger.read_cost(made)
             self.on_call(kind, result)
             self.on_change()
@@ -88,6 +90,13 @@ class BudgetedBackend(Backend):
     def read_status(self, vehicle: VehicleInfo, *, force: bool = False) -> VehicleStatus:
         kind = "forced_read" if force else "cached_read"
         return self._call(kind, self.inner.read_status, vehicle, force=force)
+
+    def refresh_status(self, vehicle: VehicleInfo) -> VehicleStatus:
+        refresh = getattr(self.inner, "refresh_status", None)  # a test's stand-in backend may have none
+        if not callable(refresh):
+            refresh = self.inner.read_status
+        # a read, though a user asked for it: the command reserve stays for commands that act (an unlock)
+        return self._call("cached_read", refresh, vehicle)
 
     def read_dataset(self, vehicle: VehicleInfo, name: str) -> Any:
         return self._call("cached_read", self.inner.read_dataset, vehicle, name)
@@ -137,3 +146,4 @@ class BudgetedBackend(Backend):
     def close(self) -> None:
         super().close()
         self.inner.close()
+        self.ledger.flush()

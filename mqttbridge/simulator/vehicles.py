@@ -144,7 +144,15 @@ class SimVehicle:
 
     @property
     def vin(self) -> str:
-        return str(self.entry.get("vin") or self.status.get("vin") or "")
+        return str(self.entry_view().get("vin") or self.status_view().get("vin") or "")
+
+    def entry_view(self) -> dict[str, Any]:
+        """The vehicle-list entry to read or serialise at once, never to change (a demo car keeps no copy)."""
+        return self.entry
+
+    def status_view(self) -> dict[str, Any]:
+        """The ``vehicleStatus`` to read or serialise at once, never to change (a demo car keeps no copy)."""
+        return self.status
 
     def set_vin(self, vin: str) -> None:
         """Give the car another VIN (duplicates across capture folders), in the entry and the status."""
@@ -153,25 +161,32 @@ class SimVehicle:
 
     @property
     def model(self) -> str:
-        return str(self.entry.get("model", ""))
+        return str(self.entry_view().get("model", ""))
 
     @property
     def drive_train(self) -> str:
-        return str(self.entry.get("driveTrain", ""))
+        return str(self.entry_view().get("driveTrain", ""))
 
     def supports_service(self, service_type: str) -> bool:
         """Whether the vehicle-list flags allow this remote service, as the real server checks."""
+        entry = self.entry_view()
         if service_type == "CHARGING_CONTROL":
-            return self.entry.get("chargingControl", "NOT_SUPPORTED") != "NOT_SUPPORTED"
+            return entry.get("chargingControl", "NOT_SUPPORTED") != "NOT_SUPPORTED"
         flag = SERVICE_FLAGS.get(service_type)
-        return flag is not None and self.entry.get(flag) == "ACTIVATED"
+        return flag is not None and entry.get(flag) == "ACTIVATED"
 
     def dataset_body(self, name: str) -> Any:
         """The response body of a data set endpoint; the API's empty form when the car has none."""
-        body = self.datasets.get(name)
-        if body is None:
-            body = DATASETS[name][1]
-        return copy.deepcopy(body)
+        return copy.deepcopy(self.dataset_view(name))
+
+    def dataset_view(self, name: str) -> Any:
+        """``dataset_body`` without the copy: to serialise at once, never to change."""
+        body = self.dataset_views().get(name)
+        return DATASETS[name][1] if body is None else body
+
+    def dataset_views(self) -> dict[str, Any]:
+        """The data set bodies, to read at once, never to change (a demo car keeps no copy)."""
+        return self.datasets
 
     def patch_status(self, patch: dict[str, Any], now: datetime) -> None:
         """Merge a change the car reported; it is dated now unless the patch dates it itself."""
@@ -255,8 +270,8 @@ class SimVehicle:
             "model": self.model,
             "driveTrain": self.drive_train,
             "source": self.source,
-            "vehicleStatus": copy.deepcopy(self.status),
-            "datasets": sorted(self.datasets),
+            "vehicleStatus": copy.deepcopy(self.status_view()),
+            "datasets": sorted(self.dataset_views()),
             "executions": [e.to_json(now, step) for e in self.executions],
             "effects": copy.deepcopy(self.effects),
         }
@@ -871,16 +886,99 @@ DEMO_MODELS: list[dict[str, Any]] = [
 ]
 
 
+class DemoVehicle(SimVehicle):
+    """A demo car that keeps only what is its own (its VIN and report time) until its data is read or changed
+    through ``entry``, ``status`` or ``datasets``: then it gets its own deep copy, as any car has. Until then the
+    server answers from its model (``entry_view``...), so 10,000 cars served and never changed take little memory.
+    """
+
+    def __init__(self, model: _Template, vin: str, reported: datetime):
+        self._model = model
+        self._vin = vin
+        self._times = (api_time(reported), internal_time(reported))
+        self._entry: dict[str, Any] | None = None
+        self._status: dict[str, Any] | None = None
+        self._datasets: dict[str, Any] | None = None
+        self.executions: list[SimExecution] = []
+        self.effects: list[dict[str, Any]] = []
+        self.source = "demo"
+
+    def entry_view(self) -> dict[str, Any]:
+        if self._entry is not None:
+            return self._entry
+        return {"vin": self._vin, **self._model.entry}
+
+    def status_view(self) -> dict[str, Any]:
+        if self._status is not None:
+            return self._status
+        update, internal = self._times
+        return {"vin": self._vin, **self._model.status, "updateTime": update, "internalDataTimeUTC": internal}
+
+    @property
+    def vin(self) -> str:
+        return self._vin if self._entry is None else super().vin
+
+    def dataset_views(self) -> dict[str, Any]:
+        return self._datasets if self._datasets is not None else self._model.datasets
+
+    @property  # type: ignore[override]
+    def entry(self) -> dict[str, Any]:
+        if self._entry is None:
+            self._entry = copy.deepcopy(self.entry_view())
+        return self._entry
+
+    @entry.setter
+    def entry(self, value: dict[str, Any]) -> None:
+        self._entry = value
+
+    @property  # type: ignore[override]
+    def status(self) -> dict[str, Any]:
+        if self._status is None:
+            self._status = copy.deepcopy(self.status_view())
+        return self._status
+
+    @status.setter
+    def status(self, value: dict[str, Any]) -> None:
+        self._status = value
+
+    @property  # type: ignore[override]
+    def datasets(self) -> dict[str, Any]:
+        if self._datasets is None:
+            self._datasets = copy.deepcopy(self._model.datasets)
+        return self._datasets
+
+    @datasets.setter
+    def datasets(self, value: dict[str, Any]) -> None:
+        self._datasets = value
+
+
+@dataclass(frozen=True)
+class _Template:
+    """A demo model's entry and status as every car of it starts (without the VIN), and its data sets."""
+
+    entry: dict[str, Any]
+    status: dict[str, Any]
+    datasets: dict[str, Any]
+
+
+#: built once per model (by its VIN prefix), shared by its cars; never changed
+_TEMPLATES: dict[str, _Template] = {}
+
+
+def _template(model: dict[str, Any]) -> _Template:
+    template = _TEMPLATES.get(model["vin_prefix"])
+    if template is None:
+        entry = copy.deepcopy(model["entry"])
+        for key, value in _ENTRY_COMMON.items():
+            entry.setdefault(key, copy.deepcopy(value))
+        status = {**copy.deepcopy(_STATUS_COMMON), **copy.deepcopy(model["status"])}
+        template = _TEMPLATES[model["vin_prefix"]] = _Template(entry, status, copy.deepcopy(model["datasets"]))
+    return template
+
+
 def _build_demo(model: dict[str, Any], index: int, now: datetime) -> SimVehicle:
     vin = f"{model['vin_prefix']}{index:06d}"
-    entry = {"vin": vin, **copy.deepcopy(model["entry"])}
-    for key, value in _ENTRY_COMMON.items():
-        entry.setdefault(key, copy.deepcopy(value))
-    status = {"vin": vin, **copy.deepcopy(_STATUS_COMMON), **copy.deepcopy(model["status"])}
-    reported = now - timedelta(minutes=model["age_minutes"])
-    status["updateTime"] = api_time(reported)
-    status["internalDataTimeUTC"] = internal_time(reported)
-    return SimVehicle(entry=entry, status=status, datasets=copy.deepcopy(model["datasets"]), source="demo")
+    return DemoVehicle(_template(model), vin, now - timedelta(minutes=model["age_minutes"]))
 
 
 def demo_vehicles(count: int | None = None, *, now: datetime | None = None) -> list[SimVehicle]:

@@ -55,5 +55,8 @@ SPEC = ProviderSpec(
     default_budget=None,  # no known daily limit (it still honours HTTP 429)
     offers=VehicleOffers(observed={"lock": "door_lock_state", "charging": "charging_status"}),
     replay="mqttbridge.backends.bmw_legacy.replay",
+    simulator="mqttbridge.cli.tools:simulate_legacy",
+    demo="mqttbridge.backends.bmw_legacy.demo:demo_part",
+    demo_by_default=True,
     fingerprint="mqttbridge.backends.bmw_legacy.fingerprint",
 )
