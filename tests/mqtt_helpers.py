@@ -23,14 +23,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mqttbridge.simulator.ports import free_port
+
+__all__ = ["free_port"]  # re-exported: the tests' one way to a port (see mqttbridge/simulator/ports.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 20.0  # generous: these are upper bounds for events, never sleeps
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = WAIT, what: str = "condition") -> Any:

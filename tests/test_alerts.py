@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import datetime
@@ -15,6 +14,7 @@ import pytest
 
 from mqttbridge import logsetup
 from mqttbridge.alerts import ALERT_KINDS, Notifier, NotifyTarget
+from mqttbridge.simulator.ports import free_port
 
 from .conftest import FakeClock
 
@@ -114,10 +114,7 @@ def make_notifier(notifiers: list[Notifier]):
 
 
 def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/hook?token={TOKEN}"
+    return f"http://127.0.0.1:{free_port()}/hook?token={TOKEN}"
 
 
 def test_synology_chat_format(make_server, make_notifier):

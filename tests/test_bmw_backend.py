@@ -304,11 +304,9 @@ def test_command_timeout_after_sending_is_outcome_unknown(make_backend, sim) -> 
 
 
 def test_unreachable_server_for_a_command_is_retried_then_reported(tmp_path: Path) -> None:
-    import socket
+    from mqttbridge.simulator.ports import free_port
 
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it, and no connection's own source port can be it
     config = make_config(tmp_path, [account_data(f"http://127.0.0.1:{port}")])
     sleeps = Sleeps()
     backend = create_backend(

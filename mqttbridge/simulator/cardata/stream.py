@@ -28,6 +28,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ...errors import MqttBridgeError
+from ..ports import free_port
 from .certs import make_server_cert
 
 logger = logging.getLogger(__name__)
@@ -75,12 +76,6 @@ def find_plugin(explicit: str | None = None) -> Path:
         if PLUGIN_NAME in line and "=>" in line:
             return Path(line.split("=>", 1)[1].strip())
     raise StreamError(f"Mosquitto's {PLUGIN_NAME} was not found; install mosquitto or pass --stream-plugin PATH")
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 def _hashed(password: str) -> dict[str, Any]:
