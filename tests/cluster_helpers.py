@@ -102,10 +102,10 @@ def follow(obs: Observer, vendor: Any, request_id: str, root: str, start: int, *
     """Move the vendor's clock one execution step at a time until the command's record says it ended."""
     mine = is_record(request_id, root=root)
     for _ in range(8):
+        mark = obs.mark()  # before the last record is read: one landing in between then ends the wait below
         last = record([m for m in obs.since(start) if mine(m)][-1])["status"]
         if last in ("EXECUTED", "NOT_EXECUTED", "TIMED_OUT", "FAILED"):
             return str(last)
-        mark = obs.mark()
         vendor.clock.advance(1.0)
         obs.wait_for(mine, start=mark, timeout=timeout, what=f"the record after {last}")
     raise AssertionError(f"{request_id} did not end")

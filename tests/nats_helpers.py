@@ -29,7 +29,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from .mqtt_helpers import Observer, free_port, wait_until
+from .mqtt_helpers import Msg, Observer, free_port, wait_until
 
 #: starting a node, forming the cluster or electing leaders takes seconds; these bound the waits
 READY_S = 60.0
@@ -253,6 +253,12 @@ class NatsObserver(Observer):
         if not self.subscribed.wait(READY_S) or self.refused:
             self.close()
             raise AssertionError(f"the subscriptions to {topics} on port {port} were refused or not acknowledged")
+
+    def wait_for(
+        self, predicate: Callable[[Msg], bool], timeout: float = READY_S, what: str = "a message", start: int = 0
+    ) -> Msg:
+        """Waits allow READY_S by default: NATS 2.9 once held a message for over 30 s on a loaded machine."""
+        return super().wait_for(predicate, timeout=timeout, what=what, start=start)
 
     def _on_connect(self, client, _userdata, _flags, reason, _props) -> None:
         if reason.is_failure:

@@ -461,7 +461,7 @@ def test_demo_needs_no_configuration(broker) -> None:
         observer.wait_for(lambda m: m.topic == "car/i3/lock/status" and m.text == "EXECUTED", start=mark)
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(15) == 0
+        assert proc.wait(60) == 0  # stopping: the bridge, the purge and the simulator
         observer.close()
     # the demo deletes what it published when it stops (demo --keep would leave it)
     assert retained_now(broker.port, "car/#") == {}

@@ -156,6 +156,9 @@ def test_scraping_the_running_daemon(tmp_path: Path, broker, vendor) -> None:
         obs.wait_for(lambda m: m.topic == f"{BASE}/i3/refresh/status" and m.text == "FAILED", start=mark)
         budget = json.loads(obs.wait_for(lambda m: m.topic == f"{BASE}/bridge/accounts/sim/budget", start=mark).payload)
 
+        # the counter follows the /status publish on the runner's thread: waited for, then read with the rest
+        refresh_failed = {"command": "refresh", "status": "FAILED"}
+        wait_until(lambda: value(scrape(port), "mqttbridge_commands_total", **refresh_failed) == 1, what="the count")
         samples = scrape(port)
         calls = "mqttbridge_vendor_calls_total"
         assert value(samples, calls, account="sim", kind="cached_read", result="ok") >= 2  # listing, status

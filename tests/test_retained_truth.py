@@ -32,11 +32,11 @@ def follow_to_the_end(obs: Observer, vendor, request_id: str, start: int) -> str
     mine: Callable[[Msg], bool] = is_record(request_id, root="car/x1")
     obs.wait_for(mine, start=start, what=f"the first record of {request_id}")
     for _ in range(8):
+        mark = obs.mark()  # before the last record is read: one landing in between then ends the wait below
         last = record([m for m in obs.since(start) if mine(m)][-1])["status"]
         if last in FINAL:  # the status word follows its record
             obs.wait_for(lambda m, word=last: m.topic == "car/x1/lock/status" and m.text == word, start=start)
             return str(last)
-        mark = obs.mark()
         vendor.clock.advance(1.0)
         obs.wait_for(mine, start=mark, what=f"the record after {last}")
     raise AssertionError(f"{request_id} did not end")
