@@ -16,6 +16,10 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from mqttbridge.backends.bmw_cardata.backend import CarDataBackend
+from mqttbridge.backends.bmw_cardata.tokens import Tokens
+from mqttbridge.statestore import StateStore
+
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "bmw_cardata"
 if not FIXTURES.exists():  # the worktree layout: /work/main/tests -> /work/shared
     FIXTURES = Path("/work/shared/fixtures/bmw_cardata")
@@ -251,3 +255,12 @@ class FakeCarData:
             name = "telematic_data_bev_i4m50.json" if vin == VIN1 else "telematic_data_ice_x1_parked.json"
             return 200, fixture(f"rest/{name}"), {}
         return 404, {"exveErrorId": "CU-400"}, {}
+
+
+def backend_for(fake: FakeCarData, store: StateStore) -> CarDataBackend:
+    """A backend logged in to ``fake`` (its tokens saved once per store, as ``mqttbridge login`` leaves them)."""
+    if store.read_json("tokens/bmw.json") is None:
+        helper = CarDataBackend(fake.account(), store, clock=fake.clock)
+        helper.auth._save(Tokens.from_answer(fake.issue(), fake.clock()))
+        helper.close()
+    return CarDataBackend(fake.account(), store, clock=fake.clock, sleep=lambda _s: None)

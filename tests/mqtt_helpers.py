@@ -23,9 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from mqttbridge.simulator.ports import free_port
-
-__all__ = ["free_port"]  # re-exported: the tests' one way to a port (see mqttbridge/simulator/ports.py)
+from mqttbridge.simulator.ports import free_port  # the tests' one way to a port (why: that module)
 
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 20.0  # generous: these are upper bounds for events, never sleeps

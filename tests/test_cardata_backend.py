@@ -5,13 +5,11 @@ from __future__ import annotations
 import pytest
 
 from mqttbridge.backends.bmw_cardata import fingerprint
-from mqttbridge.backends.bmw_cardata.backend import CarDataBackend
-from mqttbridge.backends.bmw_cardata.tokens import Tokens
 from mqttbridge.errors import UnsupportedError
 from mqttbridge.fingerprint import Anonymiser, Capture
 from mqttbridge.model import CommandRequest, DriveTrain
 from mqttbridge.statestore import StateStore
-from tests.cardata_fake import GCID, VIN1, VIN2, FakeCarData, fixture
+from tests.cardata_fake import GCID, VIN1, VIN2, FakeCarData, backend_for, fixture
 
 SOC = "vehicle.drivetrain.batteryManagement.header"
 
@@ -26,14 +24,6 @@ def fake():
 @pytest.fixture
 def store(tmp_path):
     return StateStore(tmp_path)
-
-
-def backend_for(fake: FakeCarData, store: StateStore) -> CarDataBackend:
-    if store.read_json("tokens/bmw.json") is None:
-        helper = CarDataBackend(fake.account(), store, clock=fake.clock)
-        helper.auth._save(Tokens.from_answer(fake.issue(), fake.clock()))
-        helper.close()
-    return CarDataBackend(fake.account(), store, clock=fake.clock, sleep=lambda _s: None)
 
 
 def test_rest_calls_at_start_and_per_read(fake, store):

@@ -6,12 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from mqttbridge.backends.bmw_cardata.backend import CarDataBackend
 from mqttbridge.backends.bmw_cardata.rest import CONTAINER_NAME, container_purpose
-from mqttbridge.backends.bmw_cardata.tokens import Tokens
 from mqttbridge.errors import AccessDeniedError, ActionRequiredError, AuthError, RateLimitedError, ServerError
 from mqttbridge.statestore import StateStore
-from tests.cardata_fake import VIN1, VIN2, Clock, FakeCarData, fixture
+from tests.cardata_fake import VIN1, VIN2, Clock, FakeCarData, backend_for, fixture
 
 #: 2026-11-29 22:00:00 UTC: two hours before BMW's quota resets
 EVENING = datetime(2026, 11, 29, 22, 0, tzinfo=UTC).timestamp()
@@ -22,14 +20,6 @@ def fake():
     server = FakeCarData(clock=Clock(EVENING)).start()
     yield server
     server.stop()
-
-
-def backend_for(fake: FakeCarData, store: StateStore) -> CarDataBackend:
-    if store.read_json("tokens/bmw.json") is None:
-        helper = CarDataBackend(fake.account(), store, clock=fake.clock)
-        helper.auth._save(Tokens.from_answer(fake.issue(), fake.clock()))
-        helper.close()
-    return CarDataBackend(fake.account(), store, clock=fake.clock, sleep=lambda _s: None)
 
 
 @pytest.fixture

@@ -40,14 +40,16 @@ def quiet_ranges(low: int, high: int) -> list[range]:
     return [r for r in ranges if len(r) >= 100]
 
 
-def _bindable(host: str, port: int) -> bool:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
+def _bind(host: str, port: int) -> int | None:
+    """The port a probe could bind, or None where it is taken; port 0 (the kernel's choice) raises if it fails."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         try:
             probe.bind((host, port))
         except OSError:
-            return False
-    return True
+            if port == 0:
+                raise  # not even the kernel finds one: the address is not this machine's, say why
+            return None
+        return int(probe.getsockname()[1])
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,13 +59,11 @@ def free_port(host: str = "127.0.0.1") -> int:
         for _ in range(ATTEMPTS if ranges else 0):
             pool = ranges[secrets.randbelow(len(ranges))]
             port = pool[secrets.randbelow(len(pool))]
-            if port not in _handed and _bindable(host, port):
+            if port not in _handed and _bind(host, port) is not None:
                 _handed.add(port)
                 return port
         log.debug("no quiet port found outside the ephemeral range: asking the kernel for one")
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family) as probe:
-            probe.bind((host, 0))
-            port = int(probe.getsockname()[1])
-        _handed.add(port)
-        return port
+        chosen = _bind(host, 0)
+        assert chosen is not None  # port 0 raises instead
+        _handed.add(chosen)
+        return chosen
