@@ -13,6 +13,8 @@ _public: set[str] = set()
 _lock = threading.Lock()
 _pattern: re.Pattern[str] | None = None
 MASK = "***"
+#: the levels a user may choose: the configuration's ``log_level`` and every command's ``--log-level``
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 #: shorter strings are not masked at all: they would hit ordinary words (a PIN such as "1234" is still masked)
 MIN_SECRET_LEN = 4
 #: a secret at least this long is masked wherever it appears; a shorter one only as a whole word, so that a

@@ -12,7 +12,16 @@ import sys
 import threading
 from pathlib import Path
 
-from mqttbridge.cli.common import EXIT_FAILURE, EXIT_OK, Subparsers, UsageError, _config_path, _load, with_config
+from mqttbridge.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    Subparsers,
+    UsageError,
+    _config_path,
+    _load,
+    with_config,
+    with_log_level,
+)
 from mqttbridge.errors import ActionRequiredError, MqttBridgeError
 
 #: ``mqttbridge login`` asks the backend this often whether a device code was approved (it polls the vendor)
@@ -232,12 +241,7 @@ def add_replay(sub: Subparsers) -> None:
     p.add_argument("--provider", required=True, metavar="P", help="bmw_legacy or hyundai_kia")
     p.add_argument("--region", metavar="R", help="hyundai_kia: the account's region (europe, usa ...)")
     p.add_argument("--brand", metavar="B", help="hyundai_kia: the account's brand (kia, hyundai, genesis)")
-    p.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="how much to log on stderr (default WARNING)",
-    )
+    with_log_level(p, "how much to log on stderr (default WARNING)")
     p.add_argument("file", metavar="FILE", help="the answer, as the vendor sent it (or as fingerprint saved it)")
     p.set_defaults(func=cmd_replay)
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from mqttbridge.errors import MqttBridgeError
+from mqttbridge.logsetup import LEVELS
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +59,10 @@ def _broker(text: str) -> tuple[str, int]:
 
 def with_config(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="configuration file (default: $MQTTBRIDGE_CONFIG)")
-    p.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="overrides log_level of the configuration",
-    )
+    return with_log_level(p, "overrides log_level of the configuration")
+
+
+def with_log_level(p: argparse.ArgumentParser, text: str) -> argparse.ArgumentParser:
+    """``--log-level``, the same levels as the configuration's ``log_level``, in any case."""
+    p.add_argument("--log-level", choices=list(LEVELS), type=str.upper, help=text)
     return p

@@ -23,6 +23,7 @@ from mqttbridge.cli.common import (
     _config_path,
     _load,
     with_config,
+    with_log_level,
 )
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,7 @@ def add_demo(sub: Subparsers) -> None:
     p.add_argument(
         "--base-topic", default="car", metavar="BASE", help="the topic every demo topic lies under (default car)"
     )
-    p.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="how much to log on stderr (default INFO)",
-    )
+    with_log_level(p, "how much to log on stderr (default INFO)")
     p.add_argument(
         "--keep",
         action="store_true",

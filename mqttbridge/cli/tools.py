@@ -9,7 +9,16 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mqttbridge.cli.common import EXIT_OK, Subparsers, UsageError, _broker, _config_path, _load, with_config
+from mqttbridge.cli.common import (
+    EXIT_OK,
+    Subparsers,
+    UsageError,
+    _broker,
+    _config_path,
+    _load,
+    with_config,
+    with_log_level,
+)
 from mqttbridge.cli.daemon import _stop_on_signals
 from mqttbridge.errors import ConfigError, MqttBridgeError
 
@@ -154,12 +163,7 @@ def add_purge(sub: Subparsers) -> None:
         "only configs naming a topic under BASE are deleted",
     )
     p.add_argument("--force", action="store_true", help="purge even while BASE/bridge/state says a bridge is online")
-    p.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="how much to log on stderr (default WARNING; DEBUG lists each deleted topic)",
-    )
+    with_log_level(p, "how much to log on stderr (default WARNING; DEBUG lists each deleted topic)")
     p.set_defaults(func=cmd_purge)
 
 
@@ -195,10 +199,5 @@ def add_simulate(sub: Subparsers) -> None:
         metavar="S",
         help="seconds per remote-service status step (default 1)",
     )
-    p.add_argument(
-        "--log-level",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        type=str.upper,
-        help="how much to log on stderr (default INFO)",
-    )
+    with_log_level(p, "how much to log on stderr (default INFO)")
     p.set_defaults(func=cmd_simulate)

@@ -26,6 +26,7 @@ from mqttbridge.config.model import (
     VehicleConfig,
     default_vehicle_name,
 )
+from mqttbridge.logsetup import LEVELS
 from mqttbridge.providers import AccountSchemas
 
 # --------------------------------------------------------------------------------------------------
@@ -319,7 +320,7 @@ SCHEMA = Key(
         "mqtt": _MQTT,
         "homeassistant": _HOMEASSISTANT,
         "state_dir": Key("path", default_from=_default_state_dir),
-        "log_level": Key("str", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), ignore_case=True),
+        "log_level": Key("str", default="INFO", choices=LEVELS, ignore_case=True),
         "accounts": Key("list", default=REQUIRED, min_items=1, item=Key("variant", tag="provider", variants=PROVIDERS)),
         "notify": Key("list", default=(), item=_NOTIFY),
         "notify_interval": Key("int", default=3600, minimum=60, maximum=7 * 86400),
