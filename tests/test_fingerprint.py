@@ -22,6 +22,7 @@ import requests
 import yaml
 
 from mqttbridge import cli
+from mqttbridge.errors import ServerError
 from mqttbridge.fingerprint import FIXED_LATITUDE, FIXED_LONGITUDE, Anonymiser, Recorder, default_out
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -295,6 +296,30 @@ def test_recorder_keeps_the_body_and_the_credentials_of_each_exchange(mocker):
         session.get("https://vendor.invalid/api/status", headers={"Authorization": "Bearer abc-123456"})
     assert [(e.method, e.path, e.status, e.json()) for e in got] == [("GET", "/api/status", 200, {"ok": 1})]
     assert {"Bearer abc-123456", "session-id-0123"} <= set(got[0].secrets)
+
+
+def test_a_read_that_fails_keeps_its_answers_and_says_so(mocker, caplog):
+    """A capture keeps the vendor's error answers too; only the bridge's own errors are caught, nothing else."""
+
+    def answer(_adapter, request, **_kwargs):
+        response = requests.Response()
+        response.status_code, response._content = 503, b'{"error": "busy"}'
+        response.url, response.request = request.url, request
+        return response
+
+    mocker.patch.object(requests.adapters.HTTPAdapter, "send", autospec=True, side_effect=answer)
+    recorder = Recorder()
+    session = recorder.attach(requests.Session())
+
+    def read(path: str) -> None:
+        session.get(f"https://vendor.invalid{path}")
+        raise ServerError("the vendor is busy")
+
+    got = recorder.read("acct: status of VIN1", read, "/api/status")
+    assert [(e.path, e.status, e.json()) for e in got] == [("/api/status", 503, {"error": "busy"})]
+    assert "acct: status of VIN1: the vendor is busy (the answers are kept)" in caplog.text
+    with pytest.raises(KeyError):  # a bug is not a vendor's answer: it propagates
+        recorder.read("acct", lambda: {}["missing"])
 
 
 # --- the Hyundai/Kia account with the library's HTTP faked -----------------------------------------

@@ -8,14 +8,19 @@ they are masked wherever they appear in the files.
 from __future__ import annotations
 
 import json
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+
+from mqttbridge.errors import MqttBridgeError
+
+log = logging.getLogger(__name__)
 
 #: request and response headers whose values are credentials (collected, then masked wherever they appear)
 SECRET_HEADERS = re.compile(r"auth|token|sid|stamp|device|session|cookie|pin|key|secret", re.IGNORECASE)
@@ -88,6 +93,16 @@ class Recorder:
             yield got
         finally:
             got.extend(self.exchanges[start:])
+
+    def read(self, what: str, call: Callable[..., object], *args: Any, **kwargs: Any) -> list[Exchange]:
+        """The answers recorded while ``call(*args, **kwargs)`` runs. A read that fails is logged and its answers
+        are kept all the same: an error answer is worth capturing too."""
+        with self.window() as got:
+            try:
+                call(*args, **kwargs)
+            except MqttBridgeError as exc:
+                log.warning("%s: %s (the answers are kept)", what, exc)
+        return got
 
 
 def pick(exchanges: list[Exchange], pattern: str) -> Exchange | None:

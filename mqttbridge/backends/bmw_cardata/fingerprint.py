@@ -54,19 +54,11 @@ def capture(account: Any, store: StateStore, anonymiser: Anonymiser) -> Iterator
         for vehicle in vehicles:
             vin = vehicle.vin
             yield {"vin": vin, "model": vehicle.model, "drive_train": vehicle.drive_train.value}
-            with recorder.window() as got:
-                try:
-                    backend.rest.basic_data(vin, cached=False)
-                except MqttBridgeError as exc:
-                    log.warning("%s: basic data of %s: %s (the answer is kept)", account.name, vin, exc)
+            got = recorder.read(f"{account.name}: basic data of {vin}", backend.rest.basic_data, vin, cached=False)
             basic = pick(got, r"/basicData$")
             if basic is not None:
                 yield Capture((account.name, vin, "basic_data"), basic, "basic_data", vehicle=vin)
-            with recorder.window() as got:
-                try:
-                    backend.read_status(vehicle)
-                except MqttBridgeError as exc:
-                    log.warning("%s: telematic data of %s: %s (the answer is kept)", account.name, vin, exc)
+            got = recorder.read(f"{account.name}: telematic data of {vin}", backend.read_status, vehicle)
             telematic = pick(got, r"/telematicData$")
             if telematic is not None:
                 yield Capture((account.name, vin, "telematic_data"), telematic, "status", vehicle=vin, replay={})

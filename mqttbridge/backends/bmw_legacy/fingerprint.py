@@ -17,7 +17,6 @@ import requests
 from mqttbridge.backends import create_backend
 from mqttbridge.backends.base import RetryPolicy
 from mqttbridge.backends.bmw_legacy.parse import DATASETS
-from mqttbridge.errors import MqttBridgeError
 from mqttbridge.fingerprint import Anonymiser, Capture, Recorder, pick
 from mqttbridge.statestore import StateStore
 
@@ -58,20 +57,12 @@ def capture(account: Any, store: StateStore, anonymiser: Anonymiser) -> Iterator
             }
             if listing is not None:  # beside the status too: the simulator picks the car's entry from it
                 yield Capture((account.name, vin, "vehicles"), listing, "vehicles", vehicle=vin)
-            with recorder.window() as got:
-                try:
-                    backend.read_status(vehicle)
-                except MqttBridgeError as exc:
-                    log.warning("%s: status of %s: %s (the answer is kept)", account.name, vin, exc)
+            got = recorder.read(f"{account.name}: status of {vin}", backend.read_status, vehicle)
             status = pick(got, r"/status$")
             if status is not None:
                 yield Capture((account.name, vin, "status"), status, "status", vehicle=vin, replay={})
             for name in sorted(vehicle.datasets):
-                with recorder.window() as got:
-                    try:
-                        backend.read_dataset(vehicle, name)
-                    except MqttBridgeError as exc:
-                        log.warning("%s: %s of %s: %s (the answer is kept)", account.name, name, vin, exc)
+                got = recorder.read(f"{account.name}: {name} of {vin}", backend.read_dataset, vehicle, name)
                 answer = pick(got, rf"/{DATASETS[name].path}$")
                 if answer is not None:
                     yield Capture((account.name, vin, FILES[name]), answer, name, vehicle=vin)

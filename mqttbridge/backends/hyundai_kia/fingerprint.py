@@ -19,7 +19,6 @@ import requests
 
 from mqttbridge.backends import create_backend
 from mqttbridge.backends.base import RetryPolicy
-from mqttbridge.errors import MqttBridgeError
 from mqttbridge.fingerprint import Anonymiser, Capture, Exchange, Recorder, pick
 from mqttbridge.statestore import StateStore
 
@@ -92,11 +91,7 @@ def capture(account: Any, store: StateStore, anonymiser: Anonymiser) -> Iterator
                 "year": details.get("year"),
                 "ccu_ccs2_protocol_support": details.get("ccu_ccs2_protocol_support"),
             }
-            with recorder.window() as got:
-                try:
-                    backend.read_status(vehicle)
-                except MqttBridgeError as exc:
-                    log.warning("%s: status of %s: %s (the answers are kept)", account.name, vin, exc)
+            got = recorder.read(f"{account.name}: status of {vin}", backend.read_status, vehicle)
             status = pick(got, STATUS_PATH)
             if status is not None:
                 yield Capture((account.name, vin, "status"), status, "status", vehicle=vin, replay=replay)
